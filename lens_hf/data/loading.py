@@ -1,0 +1,152 @@
+"""Instantiate the dataset builders of `dataset_builders/` directly and cache them safely.
+
+datasets >= 4 runs no loading scripts, so `load_builder` imports `dataset_builders/<name>/<name>.py`
+itself and passes `hash=`: a digest of the builder's code, of the lens_hf modules it depends on and
+of the data folder's listing (names, sizes, modification times). An edited builder, an edited
+reader or a changed data folder therefore never serves the old cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+import datasets
+
+from .builder_base import LensGeneratorBuilder
+
+BUILDERS_DIR_ENV = "LENS_HF_BUILDERS_DIR"
+_LENS_HF_ROOT = Path(__file__).resolve().parents[1]
+_DATA_PACKAGE = Path(__file__).resolve().parent
+
+
+def project_resource(relative: str, what: str) -> Path:
+    """A file or folder that ships beside the `lens_hf` package (dataset_builders/, model_cards/)."""
+    path = _LENS_HF_ROOT.parent / relative
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{what} not found at {path}; lens_hf expects the project's {relative} next to the lens_hf package "
+            f"(install lens-hf from its source tree with `pip install -e .`)"
+        )
+    return path
+
+
+def builders_dir() -> Path:
+    """`$LENS_HF_BUILDERS_DIR` if set, else the project's `dataset_builders/`."""
+    if os.environ.get(BUILDERS_DIR_ENV):
+        path = Path(os.environ[BUILDERS_DIR_ENV])
+        if not path.is_dir():
+            raise FileNotFoundError(f"{BUILDERS_DIR_ENV}={path} is not a folder of dataset builders")
+        return path
+    return project_resource("dataset_builders", "the dataset builders folder")
+
+
+def available_builders() -> list[str]:
+    root = builders_dir()
+    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}.py").is_file())
+
+
+def builder_module(name: str) -> ModuleType:
+    """Import `dataset_builders/<name>/<name>.py` afresh (so edits are picked up) as `lens_hf_builder_<name>`."""
+    path = builders_dir() / name / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"unknown dataset builder {name!r}; available: {available_builders()}")
+    module_name = f"lens_hf_builder_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # pickling the builder (num_proc > 1) looks the module up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def builder_class(name: str) -> type[LensGeneratorBuilder]:
+    return builder_class_from(builder_module(name))
+
+
+def _source_files(module: ModuleType) -> list[Path]:
+    """The builder's own file, every lens_hf.data module, and the packages it lists in HASH_DEPENDENCIES."""
+    files = [Path(module.__file__)] + sorted(_DATA_PACKAGE.glob("*.py"))
+    for package in getattr(module, "HASH_DEPENDENCIES", ()):
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise ImportError(f"{module.__file__} lists HASH_DEPENDENCIES {package!r}, which cannot be found")
+        origin = Path(spec.origin)
+        files += sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    return files
+
+
+def data_dir_fingerprint(data_dir: str, digest: "hashlib._Hash") -> None:
+    """Feed every file's relative path, size and mtime under `data_dir` into `digest`, in sorted order."""
+    root = Path(data_dir)
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(folder, name))
+            relative = Path(folder, name).relative_to(root).as_posix()
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+
+
+def builder_hash(module: ModuleType, data_dir: Optional[str] = None) -> str:
+    digest = hashlib.sha256()
+    for path in _source_files(module):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    if data_dir and os.path.isdir(data_dir):
+        data_dir_fingerprint(data_dir, digest)
+    return digest.hexdigest()[:16]
+
+
+def prepare_builder(
+    name: str,
+    config: Optional[str] = None,
+    *,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download_mode: Optional[str] = None,
+    **config_kwargs,
+) -> LensGeneratorBuilder:
+    """Instantiate builder `name` with config `config` (kwargs override config fields), build or
+    reuse its cache, and return it; `builder.as_dataset()` then gives the DatasetDict and
+    `builder.skipped_files` what `skip_bad_files=True` left out."""
+    module = builder_module(name)
+    cls = builder_class_from(module)
+    if data_dir is not None:
+        data_dir = os.path.abspath(os.path.expanduser(str(data_dir)))
+    builder = cls(
+        config_name=config,
+        dataset_name=name,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        hash=builder_hash(module, data_dir),
+        **config_kwargs,
+    )
+    builder.download_and_prepare(download_mode=download_mode)
+    return builder
+
+
+def builder_class_from(module: ModuleType) -> type[LensGeneratorBuilder]:
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, LensGeneratorBuilder) and obj.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise TypeError(f"{module.__file__} must define exactly one LensGeneratorBuilder subclass, found {classes}")
+    return classes[0]
+
+
+def load_builder(name: str, config: Optional[str] = None, **kwargs) -> datasets.DatasetDict:
+    """Prepare builder `name`/`config` (see `prepare_builder`) and return all its splits.
+
+    >>> ds = load_builder("deeplense", "model_ii", data_dir="~/data")            # doctest: +SKIP
+    >>> ds = load_builder("deeplense_sim", "model_ii", n_train=1000, seed=3)    # doctest: +SKIP
+    """
+    return prepare_builder(name, config, **kwargs).as_dataset()
