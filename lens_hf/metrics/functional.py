@@ -1,0 +1,380 @@
+"""The metrics of DESIGN §6 as plain numpy functions.
+
+These are what the bundled `evaluate` modules call, and what training scripts can call directly on
+arrays. They are written here (not delegated to scikit-learn / scikit-image) so that the tests can
+check them against those libraries as independent references. Every function validates its input
+and raises a `ValueError` that names the argument and what was expected; results are plain Python
+floats and lists, ready for `json.dump`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_FPR_TARGETS = (1e-2, 1e-3)
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 only has the old name
+
+
+# -- input validation ----------------------------------------------------------------------------
+def to_numpy(values, name: str, dtype=np.float64) -> np.ndarray:
+    """Array-like (list, numpy, torch tensor on any device) -> numpy array of `dtype`."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be numeric and rectangular (same length in every row): {err}") from err
+    return array
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"`{name}` holds {int(bad.sum())} NaN/inf value(s) (first at index {first}); "
+                         "metrics need finite values.")
+
+
+def _check_same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"`{name_a}` has {len(a)} entries but `{name_b}` has {len(b)}; they must match.")
+    if len(a) == 0:
+        raise ValueError(f"`{name_a}` and `{name_b}` are empty; metrics need at least one example.")
+
+
+def _integer_labels(references, num_classes: int | None, name: str = "references") -> np.ndarray:
+    labels = to_numpy(references, name)
+    if labels.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D sequence of integer class ids, got shape {labels.shape}.")
+    _check_finite(labels, name)
+    if not np.all(labels == np.round(labels)):
+        raise ValueError(f"`{name}` must hold integer class ids, got non-integer values.")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
+        raise ValueError(f"`{name}` holds class ids in [{labels.min()}, {labels.max()}] but the scores have "
+                         f"{num_classes} column(s); ids must lie in [0, {num_classes - 1}].")
+    return labels
+
+
+def _one_value_per_example(values, name: str) -> np.ndarray:
+    array = to_numpy(values, name)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must hold one value per example, shape (N,) or (N, 1); got {array.shape}.")
+    return array
+
+
+# -- ROC, AUC, precision-recall ------------------------------------------------------------------
+def _binary_counts(labels: np.ndarray, scores: np.ndarray):
+    """Cumulative true/false positives at each distinct score threshold, highest threshold first."""
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    true_positives = np.cumsum(sorted_labels)[last_of_tie]
+    false_positives = (last_of_tie + 1) - true_positives
+    return true_positives, false_positives, sorted_scores[last_of_tie]
+
+
+def _check_binary(labels: np.ndarray, scores: np.ndarray, what: str) -> tuple[int, int]:
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        present = "positive" if positives else "negative"
+        raise ValueError(f"{what} is undefined when only one class is present: all {len(labels)} references "
+                         f"are {present}. Evaluate on a split that holds both classes.")
+    return positives, negatives
+
+
+def roc_curve(labels, scores, name: str = "ROC") -> dict:
+    """ROC points (fpr, tpr, thresholds) at every distinct score, starting at (0, 0) with threshold +inf."""
+    labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    positives, negatives = _check_binary(labels, scores, name)
+    true_positives, false_positives, thresholds = _binary_counts(labels, scores)
+    return {
+        "fpr": np.r_[0.0, false_positives / negatives].tolist(),
+        "tpr": np.r_[0.0, true_positives / positives].tolist(),
+        "thresholds": np.r_[np.inf, thresholds].tolist(),
+    }
+
+
+def roc_auc(labels, scores, name: str = "ROC AUC") -> float:
+    """Area under the ROC curve (trapezoidal over all distinct thresholds, so ties count one half)."""
+    curve = roc_curve(labels, scores, name)
+    return float(_trapezoid(curve["tpr"], curve["fpr"]))
+
+
+def average_precision(labels, scores) -> float:
+    """Sum over thresholds of (recall step) × precision: the step-wise area, without interpolation."""
+    labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    positives, _ = _check_binary(labels, scores, "Average precision")
+    true_positives, false_positives, _ = _binary_counts(labels, scores)
+    precision = true_positives / (true_positives + false_positives)
+    recall = true_positives / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def tpr_at_fpr(labels, scores, target_fpr: float) -> float:
+    """The highest true-positive rate reachable with a false-positive rate at or below `target_fpr`."""
+    curve = roc_curve(labels, scores, "TPR at fixed FPR")
+    fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
+    return float(tpr[fpr <= target_fpr + 1e-12].max())
+
+
+# -- task metrics --------------------------------------------------------------------------------
+def _class_probabilities(predictions, from_logits: bool) -> np.ndarray:
+    scores = to_numpy(predictions, "predictions")
+    if scores.ndim == 1:  # binary: the score of the positive class
+        if from_logits:
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        _check_finite(scores, "predictions")
+        if scores.min() < 0 or scores.max() > 1:
+            raise ValueError("1-D `predictions` are read as the probability of class 1 and must lie in [0, 1]; "
+                             "pass from_logits=True for logits.")
+        return np.stack([1.0 - scores, scores], axis=1)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"`predictions` must be (num_examples, num_classes) class scores with at least 2 "
+                         f"columns, or 1-D positive-class probabilities; got shape {scores.shape}.")
+    _check_finite(scores, "predictions")
+    if from_logits:
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+    if scores.min() < 0 or not np.allclose(scores.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("`predictions` rows must be class probabilities (non-negative, summing to 1) for the "
+                         "micro-averaged AUC to be meaningful; pass from_logits=True to apply a softmax.")
+    return scores
+
+
+def classification_metrics(predictions, references, class_names: Sequence[str] | None = None,
+                           from_logits: bool = False) -> dict:
+    """Accuracy, ROC AUC (micro, macro, per class), ROC curves and the confusion matrix.
+
+    `predictions`: (N, K) class probabilities (or logits with `from_logits=True`), or (N,)
+    probabilities of class 1 for binary tasks. `references`: (N,) integer class ids.
+    Micro AUC is the one-vs-rest AUC of the flattened one-hot references against the flattened
+    probabilities (what DeepLense reports); macro is the mean of the per-class one-vs-rest AUCs.
+    Confusion matrix rows are true classes, columns predicted classes.
+    """
+    probabilities = _class_probabilities(predictions, from_logits)
+    num_classes = probabilities.shape[1]
+    labels = _integer_labels(references, num_classes)
+    _check_same_length(probabilities, labels, "predictions", "references")
+    names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"`class_names` has {len(names)} names but the scores have {num_classes} classes.")
+    one_hot = np.eye(num_classes)[labels]
+    per_class, curves = {}, {}
+    for k, name in enumerate(names):
+        curve = roc_curve(one_hot[:, k], probabilities[:, k], f"ROC AUC of class {name!r}")
+        curves[name] = {"fpr": curve["fpr"], "tpr": curve["tpr"]}
+        per_class[name] = float(_trapezoid(curve["tpr"], curve["fpr"]))
+    micro = roc_curve(one_hot.ravel(), probabilities.ravel(), "Micro-averaged ROC AUC")
+    curves["micro"] = {"fpr": micro["fpr"], "tpr": micro["tpr"]}
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "roc_auc_micro": float(_trapezoid(micro["tpr"], micro["fpr"])),
+        "roc_auc_macro": float(np.mean(list(per_class.values()))),
+        "roc_auc_per_class": per_class,
+        "roc_curves": curves,
+        "confusion_matrix": confusion.tolist(),
+        "class_names": names,
+        "num_examples": int(len(labels)),
+    }
+
+
+def lens_finding_metrics(predictions, references, threshold: float = 0.5,
+                         fpr_targets: Sequence[float] = DEFAULT_FPR_TARGETS) -> dict:
+    """ROC AUC, average precision, TPR at fixed FPRs, and F1/precision/recall at `threshold`.
+
+    `predictions`: (N,) lens scores (higher = more lens-like; any scale for the ranking metrics,
+    the F1 threshold applies to the same scale). `references`: (N,) 1 = lens, 0 = non-lens.
+    With n negatives the smallest non-zero FPR is 1/n: TPR at FPR 1e-3 needs >= 1000 negatives
+    to mean more than "TPR with zero false positives" (reported as `num_negatives`).
+    """
+    scores = _one_value_per_example(predictions, "predictions")
+    _check_finite(scores, "predictions")
+    labels = _integer_labels(references, 2)
+    _check_same_length(scores, labels, "predictions", "references")
+    positives, negatives = _check_binary(labels, scores, "Lens-finding ROC AUC")
+    predicted = scores >= threshold
+    true_pos = int(np.sum(predicted & (labels == 1)))
+    precision = true_pos / max(int(predicted.sum()), 1)
+    recall = true_pos / positives
+    result = {
+        "roc_auc": roc_auc(labels, scores),
+        "average_precision": average_precision(labels, scores),
+    }
+    for target in fpr_targets:
+        result[f"tpr_at_fpr_{target:.0e}".replace("e-0", "e-")] = tpr_at_fpr(labels, scores, target)
+    result.update({
+        "f1": float(2 * precision * recall / (precision + recall)) if precision + recall > 0 else 0.0,
+        "precision": float(precision),
+        "recall": float(recall),
+        "threshold": float(threshold),
+        "num_positives": positives,
+        "num_negatives": negatives,
+    })
+    return result
+
+
+def regression_metrics(predictions, references) -> dict:
+    """MAE, RMSE, bias and scatter of predicted vs true log10 mass, in dex.
+
+    bias = mean(pred - true); scatter = population std of (pred - true), so rmse² = bias² + scatter².
+    `r2` is the coefficient of determination.
+    """
+    predicted = _one_value_per_example(predictions, "predictions")
+    truth = _one_value_per_example(references, "references")
+    _check_same_length(predicted, truth, "predictions", "references")
+    _check_finite(predicted, "predictions")
+    _check_finite(truth, "references")
+    residual = predicted - truth
+    total = np.sum((truth - truth.mean()) ** 2)
+    return {
+        "mae": float(np.mean(np.abs(residual))),
+        "rmse": float(np.sqrt(np.mean(residual ** 2))),
+        "bias": float(np.mean(residual)),
+        "scatter": float(np.std(residual)),
+        "r2": float(1.0 - np.sum(residual ** 2) / total) if total > 0 else float("nan"),
+        "num_examples": int(len(truth)),
+    }
+
+
+# -- images: super-resolution --------------------------------------------------------------------
+def _images(values, name: str) -> np.ndarray:
+    """(N, H, W) or (N, C, H, W) -> (N, C, H, W) float64."""
+    images = to_numpy(values, name)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(f"`{name}` must be a batch of images (N, H, W) or (N, C, H, W), got shape {images.shape}.")
+    _check_finite(images, name)
+    return images
+
+
+def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    offsets = np.arange(size) - (size - 1) / 2
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _filter_valid(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Separable correlation over the last two axes, keeping only positions where the window fits."""
+    size = len(kernel)
+    rows = np.lib.stride_tricks.sliding_window_view(images, size, axis=-2) @ kernel
+    return np.lib.stride_tricks.sliding_window_view(rows, size, axis=-1) @ kernel
+
+
+def ssim_per_image(predictions, references, data_range: float = 1.0, window_size: int = 11,
+                   sigma: float = 1.5) -> np.ndarray:
+    """Mean SSIM per image (averaged over channels) with a Gaussian window, as Wang et al. 2004.
+
+    Matches skimage's structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=...): the SSIM map is averaged over the pixels whose
+    whole window lies inside the image.
+    """
+    x, y = _images(predictions, "predictions"), _images(references, "references")
+    if x.shape != y.shape:
+        raise ValueError(f"`predictions` {x.shape} and `references` {y.shape} must have the same shape.")
+    if min(x.shape[-2:]) < window_size:
+        raise ValueError(f"SSIM needs images of at least {window_size}x{window_size} px, got {x.shape[-2:]}.")
+    kernel = _gaussian_kernel(window_size, sigma)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = _filter_valid(x, kernel), _filter_valid(y, kernel)
+    var_x = _filter_valid(x * x, kernel) - mu_x ** 2
+    var_y = _filter_valid(y * y, kernel) - mu_y ** 2
+    cov = _filter_valid(x * y, kernel) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(axis=(1, 2, 3))
+
+
+def super_resolution_metrics(predictions, references, data_range: float = 1.0) -> dict:
+    """Mean PSNR (dB), SSIM and MSE over a batch of super-resolved images against the HR targets.
+
+    PSNR is computed per image, 10·log10(data_range² / MSE), then averaged (an exact image gives inf).
+    """
+    x, y = _images(predictions, "predictions"), _images(references, "references")
+    if x.shape != y.shape:
+        raise ValueError(f"`predictions` {x.shape} and `references` {y.shape} must have the same shape.")
+    mse_per_image = np.mean((x - y) ** 2, axis=(1, 2, 3))
+    with np.errstate(divide="ignore"):
+        psnr_per_image = 10 * np.log10(data_range ** 2 / mse_per_image)
+    return {
+        "psnr": float(np.mean(psnr_per_image)),
+        "ssim": float(np.mean(ssim_per_image(x, y, data_range))),
+        "mse": float(np.mean(mse_per_image)),
+        "num_images": int(len(x)),
+    }
+
+
+def bicubic_upsample(low_resolution, size: tuple[int, int], data_range: float = 1.0) -> np.ndarray:
+    """Bicubic upsampling (torch, a = -0.75, align_corners=False) to `size`, clipped to [0, data_range]."""
+    import torch
+
+    images = _images(low_resolution, "low_resolution")
+    upsampled = torch.nn.functional.interpolate(torch.from_numpy(images), size=tuple(size), mode="bicubic",
+                                                align_corners=False)
+    return upsampled.clamp(0.0, data_range).numpy()
+
+
+def bicubic_baseline_metrics(low_resolution, references, data_range: float = 1.0) -> dict:
+    """The metrics of `super_resolution_metrics` for plain bicubic upsampling of the LR inputs.
+
+    The baseline every SR model must beat; reported beside the model's own numbers.
+    """
+    targets = _images(references, "references")
+    lr = _images(low_resolution, "low_resolution")
+    _check_same_length(lr, targets, "low_resolution", "references")
+    if lr.shape[1] != targets.shape[1]:
+        raise ValueError(f"`low_resolution` has {lr.shape[1]} channel(s), `references` {targets.shape[1]}.")
+    return super_resolution_metrics(bicubic_upsample(lr, targets.shape[-2:], data_range), targets, data_range)
+
+
+# -- masked reconstruction ------------------------------------------------------------------------
+def masked_reconstruction_metrics(predictions, references, mask) -> dict:
+    """Mean squared error on masked patches (the MAE objective) and on visible ones.
+
+    `predictions`, `references`: (N, num_patches, patch_dim) patch pixels (normalised the same way
+    as the training target). `mask`: (N, num_patches), 1 = masked (hidden from the encoder).
+    The masked MSE is the mean over masked patches of each patch's mean squared error.
+    """
+    x, y = to_numpy(predictions, "predictions"), to_numpy(references, "references")
+    hidden = to_numpy(mask, "mask")
+    if x.ndim != 3 or x.shape != y.shape:
+        raise ValueError(f"`predictions` {x.shape} and `references` {y.shape} must both be (N, num_patches, "
+                         "patch_dim) with equal shapes.")
+    if hidden.shape != x.shape[:2]:
+        raise ValueError(f"`mask` must be (N, num_patches) = {x.shape[:2]}, got {hidden.shape}.")
+    for array, name in ((x, "predictions"), (y, "references"), (hidden, "mask")):
+        _check_finite(array, name)
+    if not np.isin(hidden, (0, 1)).all():
+        raise ValueError("`mask` must hold only 0 (visible) and 1 (masked).")
+    if hidden.sum() == 0:
+        raise ValueError("`mask` marks no patch as masked; the masked-patch MSE is undefined.")
+    per_patch = np.mean((x - y) ** 2, axis=-1)
+    visible = 1 - hidden
+    return {
+        "masked_mse": float(np.sum(per_patch * hidden) / hidden.sum()),
+        "visible_mse": float(np.sum(per_patch * visible) / visible.sum()) if visible.sum() else float("nan"),
+        "mask_ratio": float(hidden.mean()),
+        "num_images": int(len(x)),
+    }
+
+
+def scalar_metrics(result: dict, prefix: str = "") -> dict[str, float]:
+    """The scalar entries of a metrics result, nested dicts flattened with '/' (curves and matrices dropped).
+
+    What a tracker, `metrics.json` summary or a model card's `eval_results` can take.
+    """
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(scalar_metrics(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
