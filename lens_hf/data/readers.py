@@ -50,6 +50,10 @@ for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED_PICKLE_GLOBALS[(_module, "scalar")] = _multiarray.scalar
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    pass
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and scalars and refuses every other global, so no pickled
     callable (os.system, eval, a user class) can run while reading a data file."""
@@ -58,7 +62,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_PICKLE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _ForbiddenGlobal(
                 f"the pickle references {module}.{name}; only numpy arrays and numpy scalars are allowed"
             ) from None
 
@@ -77,7 +81,7 @@ def _load_object_npy(path: Path) -> np.ndarray:
             raise LensDataError(path, f"expected an object array, the header says dtype {dtype}")
         try:
             array = _NumpyOnlyUnpickler(handle).load()
-        except pickle.UnpicklingError as error:
+        except _ForbiddenGlobal as error:
             raise LensDataError(path, f"refused to unpickle: {error}") from None
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
         raise LensDataError(path, f"pickle body does not hold the object array of shape {tuple(shape)} its header announces")

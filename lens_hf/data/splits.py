@@ -31,6 +31,7 @@ def check_fractions(validation_fraction: float, test_fraction: float = 0.0) -> N
 
 def assign_split(key: str, seed: int, validation_fraction: float, test_fraction: float = 0.0) -> str:
     """train / validation / test for one file key (its path relative to the data folder)."""
+    check_fractions(validation_fraction, test_fraction)
     u = split_unit_interval(key, seed)
     if u < validation_fraction:
         return VALIDATION

@@ -1,0 +1,115 @@
+"""Training transforms applied on the fly with `set_transform`/`with_transform`.
+
+Lensing images have no preferred orientation, so the eight symmetries of the square (the D4
+group: four rotations, each with or without a flip) are label-preserving augmentations (DESIGN
+§5). Normalisation is the image processor's, so training and inference normalise identically.
+Nothing is materialised: each batch is read from Arrow, transformed and handed to the model.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import datasets
+import numpy as np
+import torch
+
+D4_ORDER = 8
+
+
+def d4_transform(images: np.ndarray, k: int) -> np.ndarray:
+    """Element k (0..7) of D4 on the last two axes: a rotation by 90°·(k mod 4), then a flip of
+    the last axis when k >= 4."""
+    if not 0 <= k < D4_ORDER:
+        raise ValueError(f"a D4 element is an integer in [0, {D4_ORDER}), got {k}")
+    out = np.rot90(images, k % 4, axes=(-2, -1))
+    return out[..., ::-1] if k >= 4 else out
+
+
+def random_d4(arrays: Sequence[np.ndarray], generator: Optional[torch.Generator] = None) -> list[np.ndarray]:
+    """Apply one random D4 element per example, the same one to every array (e.g. LR and HR of a pair).
+
+    Draws from torch's RNG, which DataLoader seeds differently in every worker.
+    """
+    n = len(arrays[0])
+    choice = torch.randint(0, D4_ORDER, (n,), generator=generator).numpy()
+    outputs = [np.empty_like(a) for a in arrays]
+    for k in np.unique(choice):
+        rows = choice == k
+        for source, target in zip(arrays, outputs):
+            target[rows] = d4_transform(source[rows], int(k))
+    return outputs
+
+
+class LensTrainingTransform:
+    """`batch -> {"pixel_values", "labels"}` for `Dataset.set_transform`.
+
+    Args:
+        processor: a `LensImageProcessor` (or any image processor taking channel-first arrays);
+            None passes pixels through unchanged.
+        augment: draw a random D4 element per example (training); False for evaluation.
+        image_column: the input images (`image`, or `lr` for super-resolution).
+        label_column: becomes `labels` (`label`, or `log10_m_axion` for regression); skipped if absent.
+        target_column: an image target (`hr`) that gets the same D4 element as the input and
+            becomes `labels`, unnormalised; overrides `label_column`.
+        generator: optional torch.Generator for reproducible augmentation in one process.
+    """
+
+    def __init__(
+        self,
+        processor: Any = None,
+        augment: bool = True,
+        image_column: str = "image",
+        label_column: Optional[str] = "label",
+        target_column: Optional[str] = None,
+        generator: Optional[torch.Generator] = None,
+    ):
+        self.processor = processor
+        self.augment = augment
+        self.image_column = image_column
+        self.label_column = label_column
+        self.target_column = target_column
+        self.generator = generator
+
+    def __call__(self, batch: dict) -> dict:
+        if self.image_column not in batch:
+            raise KeyError(f"the transform reads column {self.image_column!r}; the batch has {sorted(batch)}")
+        arrays = [np.asarray(batch[self.image_column], dtype=np.float32)]
+        if self.target_column is not None:
+            arrays.append(np.asarray(batch[self.target_column], dtype=np.float32))
+        if self.augment:
+            arrays = random_d4(arrays, self.generator)
+        if self.processor is not None:
+            pixel_values = self.processor(arrays[0], return_tensors="pt", input_data_format="channels_first")[
+                "pixel_values"
+            ]
+        else:
+            pixel_values = torch.from_numpy(np.ascontiguousarray(arrays[0]))
+        output = {"pixel_values": pixel_values}
+        if self.target_column is not None:
+            output["labels"] = torch.from_numpy(np.ascontiguousarray(arrays[1]))
+        elif self.label_column is not None and self.label_column in batch:
+            output["labels"] = torch.as_tensor(batch[self.label_column])
+        return output
+
+
+def with_training_transforms(
+    dataset: Union[datasets.Dataset, datasets.DatasetDict],
+    processor: Any = None,
+    augment_splits: Sequence[str] = ("train",),
+    **transform_kwargs,
+) -> Union[datasets.Dataset, datasets.DatasetDict]:
+    """A view of `dataset` whose rows come out as model inputs: D4-augmented in `augment_splits`,
+    plain elsewhere, normalised by `processor` everywhere. The original dataset is untouched.
+
+    A single Dataset is augmented. `transform_kwargs` go to `LensTrainingTransform`.
+    """
+    if isinstance(dataset, datasets.Dataset):
+        return dataset.with_transform(LensTrainingTransform(processor, augment=True, **transform_kwargs))
+    return datasets.DatasetDict(
+        {
+            split: split_dataset.with_transform(
+                LensTrainingTransform(processor, augment=split in augment_splits, **transform_kwargs)
+            )
+            for split, split_dataset in dataset.items()
+        }
+    )
