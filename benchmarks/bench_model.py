@@ -1,0 +1,81 @@
+"""Train-step time of LensMAEForPreTraining vs transformers.ViTMAEForPreTraining of identical size.
+
+One process, one thread, same batch, same mask noise; the two models' steps are interleaved so machine noise
+hits both alike, and the median of the per-step times is compared. Prints one line per figure.
+Usage: python benchmarks/bench_model.py [--image_size 64 --patch_size 8 --batch_size 32 --steps 20]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+from transformers import ViTMAEConfig, ViTMAEForPreTraining  # noqa: E402
+
+from lens_hf import LensMAEConfig, LensMAEForPreTraining  # noqa: E402
+
+
+def matched_configs(image_size: int, patch_size: int) -> tuple[LensMAEConfig, ViTMAEConfig]:
+    lens = LensMAEConfig(image_size=image_size, patch_size=patch_size)
+    shared = {
+        name: getattr(lens, name)
+        for name in (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+            "layer_norm_eps", "image_size", "patch_size", "num_channels", "qkv_bias", "decoder_hidden_size",
+            "decoder_num_hidden_layers", "decoder_num_attention_heads", "decoder_intermediate_size", "mask_ratio",
+            "norm_pix_loss",
+        )
+    }
+    return lens, ViTMAEConfig(**shared)
+
+
+def train_step(model, optimizer, pixel_values, noise) -> float:
+    start = time.perf_counter()
+    loss = model(pixel_values=pixel_values, noise=noise).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--patch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    lens_config, vit_config = matched_configs(args.image_size, args.patch_size)
+    models = {"lens_mae": LensMAEForPreTraining(lens_config), "vit_mae": ViTMAEForPreTraining(vit_config)}
+    counts = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m in models.items()}
+    if counts["lens_mae"] != counts["vit_mae"]:
+        raise SystemExit(f"models differ in size: {counts}")
+    optimizers = {name: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for name, m in models.items()}
+    pixel_values = torch.rand(args.batch_size, lens_config.num_channels, args.image_size, args.image_size)
+    noise = torch.rand(args.batch_size, lens_config.num_patches)
+
+    times = {name: [] for name in models}
+    for step in range(args.warmup + args.steps):
+        order = list(models) if step % 2 == 0 else list(reversed(models))
+        for name in order:
+            elapsed = train_step(models[name], optimizers[name], pixel_values, noise)
+            if step >= args.warmup:
+                times[name].append(elapsed)
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    geometry = f"{args.image_size}px/p{args.patch_size} batch {args.batch_size}, {counts['lens_mae'] / 1e6:.2f}M params, {args.threads} thread(s)"
+    print(f"vit_mae_train_step_ms {median['vit_mae'] * 1e3:.1f}  ({geometry})")
+    print(f"lens_mae_train_step_ms {median['lens_mae'] * 1e3:.1f}  ({geometry})")
+    print(f"lens_mae_over_vit_mae_step_time_ratio {median['lens_mae'] / median['vit_mae']:.3f}  (target <= 1.05; median of {args.steps} interleaved steps)")
+
+
+if __name__ == "__main__":
+    main()
