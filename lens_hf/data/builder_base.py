@@ -80,7 +80,13 @@ class LensGeneratorBuilder(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self.bad_file_log = BadFileLog(skip=self.config.skip_bad_files)
-        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        try:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        except datasets.exceptions.DatasetGenerationError as error:
+            # datasets wraps whatever _generate_examples raises; the user needs the file and the problem
+            if isinstance(error.__cause__, LensDataError):
+                raise error.__cause__ from None
+            raise
         with open(os.path.join(self._output_dir, BAD_FILES_REPORT), "w") as handle:
             json.dump(self.bad_file_log.as_records(), handle, indent=1)
 
@@ -95,7 +101,7 @@ class LensGeneratorBuilder(datasets.GeneratorBasedBuilder):
 
     def require_data_dir(self, what: str) -> str:
         if not self.config.data_dir:
-            raise ValueError(f"the '{self.name}' builder (config '{self.config.name}') needs data_dir: {what}")
+            raise ValueError(f"the '{self.dataset_name}' builder (config '{self.config.name}') needs data_dir: {what}")
         if not os.path.isdir(self.config.data_dir):
             raise LensDataError(self.config.data_dir, f"data_dir is not a folder; expected {what}")
         return self.config.data_dir
