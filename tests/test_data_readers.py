@@ -266,3 +266,11 @@ def test_split_fractions_are_checked():
         assign_split("a", 0, 1.5)
     with pytest.raises(ValueError, match="leave room for train"):
         assign_split("a", 0, 0.6, 0.5)
+
+
+def test_expected_shape_settles_small_ambiguous_layouts(tmp_path):
+    chw = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    np.save(tmp_path / "chw.npy", chw)
+    np.save(tmp_path / "hwc.npy", np.moveaxis(chw, 0, -1))
+    for name in ("chw.npy", "hwc.npy"):
+        np.testing.assert_array_equal(read_npy_image(tmp_path / name, expected_shape=(1, 4, 4)).image, chw)

@@ -39,11 +39,6 @@ _CITATION = """\
   volume  = {893}, number = {1}, pages = {15}, year = {2020},
   doi     = {10.3847/1538-4357/ab7925}
 }
-@article{alexander2023decoding,
-  title   = {Decoding Dark Matter Substructure without Supervision},
-  author  = {Alexander, Stephon and Gleyzer, Sergei and Parul, Hanna and Reddy, Pranath and Tidball, Marcos and Toomey, Michael W.},
-  journal = {arXiv:2008.12731}, year = {2020}
-}
 """
 
 _LICENSE = "Follows the licence of the source data (the DeepLense data releases); this builder is MIT."

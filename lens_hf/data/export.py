@@ -8,6 +8,8 @@ sizes). Exporting another config into the same folder adds it beside the ones al
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -179,6 +181,76 @@ def _config_summary(name: str, info: datasets.DatasetInfo, provenance: dict) -> 
         "provenance": {key: value for key, value in provenance.items() if key != "skipped_files"},
         "skipped_files": provenance.get("skipped_files", 0),
     }
+
+
+# Config fields that say nothing about the rows (or, for data_dir, only where the user keeps files).
+_NOT_PROVENANCE = ("name", "version", "description", "data_files", "data_dir")
+
+
+def _yaml_safe(value):
+    """Card YAML is read with yaml.safe_load, which rejects Python tuples and paths."""
+    if isinstance(value, (list, tuple)):
+        return [_yaml_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def card_for_builder(builder, repo_id: Optional[str] = None) -> DatasetCardInfo:
+    """Card contents for a prepared lens_hf builder: its own card (`dataset_builders/<name>/README.md`),
+    its DatasetInfo, every config parameter, the code hash and the files it skipped."""
+    from lens_hf import __version__
+
+    config = builder.config
+    builder_readme = Path(inspect.getfile(type(builder))).with_name("README.md")
+    builder_card = DatasetCard.load(builder_readme) if builder_readme.exists() else None
+    card_yaml = builder_card.data if builder_card is not None else DatasetCardData()
+    provenance = {"builder": builder.dataset_name, "config": config.name}
+    for config_field in dataclasses.fields(config):
+        if config_field.name not in _NOT_PROVENANCE:
+            provenance[config_field.name] = _yaml_safe(getattr(config, config_field.name))
+    if config.data_dir:
+        provenance["data_dir"] = Path(config.data_dir).name  # the folder's name; the full path is the user's business
+    provenance.update(code_hash=builder.hash, lens_hf_version=__version__, datasets_version=datasets.__version__)
+    return DatasetCardInfo(
+        pretty_name=f"{card_yaml.pretty_name or builder.dataset_name}: {config.name}",
+        description="\n\n".join(text.strip() for text in (config.description, builder.info.description) if text),
+        license=card_yaml.license or "other",
+        license_text=builder.info.license,
+        citation=builder.info.citation.strip(),
+        homepage=builder.info.homepage,
+        about=_without_title(builder_card.text) if builder_card is not None else "",
+        task_categories=list(card_yaml.task_categories or []),
+        tags=list(card_yaml.tags or []),
+        provenance=provenance,
+        skipped_files=builder.skipped_files,
+        repo_id=repo_id,
+    )
+
+
+def _without_title(markdown: str) -> str:
+    """The builder card's body minus its `# title`: the export card has its own."""
+    markdown = markdown.strip()
+    if markdown.startswith("# "):
+        markdown = markdown.partition("\n")[2].strip()
+    return markdown
+
+
+def export_builder(
+    builder,
+    output_dir: Union[str, Path],
+    repo_id: Optional[str] = None,
+    config_name: Optional[str] = None,
+    max_shard_size: Union[str, int] = "500MB",
+) -> Path:
+    """Export a prepared builder's splits as config `config_name` (default: the builder's config name)."""
+    return export_dataset(
+        builder.as_dataset(),
+        output_dir,
+        card=card_for_builder(builder, repo_id),
+        config_name=config_name or builder.config.name,
+        max_shard_size=max_shard_size,
+    )
 
 
 def push_exported(

@@ -152,7 +152,7 @@ def read_npy_image(
         if not allow_mass_pair:
             raise LensDataError(path, "expected a plain numeric image array, found a pickled object array")
         array, mass = split_image_and_mass(array, path)
-    image = to_channel_first(array, path)
+    image = to_channel_first(array, path, expected_shape)
     image = to_finite_float32(image, path)
     if expected_shape is not None:
         check_shape(image, expected_shape, path)
@@ -162,12 +162,22 @@ def read_npy_image(
 # --------------------------------------------------------------------------- array checks
 
 
-def to_channel_first(array: np.ndarray, path: PathLike) -> np.ndarray:
-    """(H,W) -> (1,H,W); (H,W,C) -> (C,H,W); (C,H,W) unchanged. C is at most MAX_CHANNELS."""
+def to_channel_first(array: np.ndarray, path: PathLike, expected_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """(H,W) -> (1,H,W); (H,W,C) -> (C,H,W); (C,H,W) unchanged.
+
+    With `expected_shape` (C,H,W) an array of exactly that shape, or its (H,W,C) transpose, is
+    taken as such; otherwise the channel axis is the short one (at most MAX_CHANNELS long).
+    """
     if array.size == 0:
         raise LensDataError(path, f"image is empty (shape {array.shape})")
     if array.ndim == 2:
         return array[None]
+    if array.ndim == 3 and expected_shape is not None:
+        channels, height, width = expected_shape
+        if array.shape == (channels, height, width):
+            return array
+        if array.shape == (height, width, channels):
+            return np.moveaxis(array, -1, 0)
     if array.ndim == 3:
         leading_is_channel = array.shape[0] <= MAX_CHANNELS
         trailing_is_channel = array.shape[2] <= MAX_CHANNELS
@@ -223,7 +233,7 @@ def read_fits_image(path: PathLike, expected_shape: Optional[Sequence[int]] = No
         raise LensDataError(path, f"not a readable FITS file (corrupt or truncated): {error}") from None
     if data is None:
         raise LensDataError(path, "FITS file holds no image data in any HDU")
-    image = to_finite_float32(to_channel_first(data, path), path)
+    image = to_finite_float32(to_channel_first(data, path, expected_shape), path)
     if expected_shape is not None:
         check_shape(image, expected_shape, path)
     return image
