@@ -143,6 +143,11 @@ def test_regression_and_binary_heads():
     out = regressor(images(4, 1, 32), labels=torch.tensor([-23.0, -22.5, -24.0, -23.3]))
     assert out.logits.shape == (4, 1)
     torch.testing.assert_close(out.loss, ((out.logits.squeeze(-1) - torch.tensor([-23.0, -22.5, -24.0, -23.3])) ** 2).mean())
+    scaled = build(LensMAEForImageClassification, num_labels=1, regression_target_mean=-23.0, regression_target_std=0.5)
+    targets = torch.tensor([-23.0, -22.5, -24.0, -23.3])
+    out = scaled(images(4, 1, 32), labels=targets)
+    assert (out.logits - (-23.0)).abs().max() < 0.01  # tiny head init: predictions start at the target mean
+    torch.testing.assert_close(out.loss, (((out.logits.squeeze(-1) - targets) / 0.5) ** 2).mean())
     finder = build(LensMAEForImageClassification, num_labels=2)
     out = finder(images(4, 1, 32), labels=torch.tensor([0, 1, 1, 0]))
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 1, 0])))

@@ -4,6 +4,7 @@ Self-contained (transformers and huggingface_hub only) so a Hub copy loads with
 `trust_remote_code=True` where lens_hf is not installed.
 """
 
+import dataclasses
 import difflib
 from typing import Literal
 
@@ -95,6 +96,11 @@ class LensMAEConfig(PreTrainedConfig):
             `"mean"` over patch tokens or the `"cls"` token.
         classifier_dropout (`float`, *optional*, defaults to 0.0):
             Dropout before the classifier Linear.
+        regression_target_mean (`float`, *optional*, defaults to 0.0):
+            Regression only: the head predicts standardised targets and outputs `raw * std + mean`, so logits are in
+            physical units (e.g. log10 m/eV around -23) while the loss stays well conditioned.
+        regression_target_std (`float`, *optional*, defaults to 1.0):
+            Regression only: the scale of the targets (see `regression_target_mean`).
         sr_scale (`int`, *optional*, defaults to 2):
             Super-resolution factor: a `image_size` input gives a `image_size * sr_scale` output.
         sr_hidden_channels (`int`, *optional*, defaults to 64):
@@ -140,6 +146,8 @@ class LensMAEConfig(PreTrainedConfig):
     classifier_mode: Literal["finetune", "linear_probe"] = "finetune"
     classifier_pooling: Literal["mean", "cls"] = "mean"
     classifier_dropout: float | int = 0.0
+    regression_target_mean: float | int = 0.0
+    regression_target_std: float | int = 1.0
     sr_scale: int = 2
     sr_hidden_channels: int = 64
     sr_residual: bool = True
@@ -152,7 +160,7 @@ class LensMAEConfig(PreTrainedConfig):
         self._check_geometry()
 
     def _reject_unknown_kwargs(self, kwargs: dict) -> None:
-        fields = set(self.__dataclass_fields__)
+        fields = {f.name for f in dataclasses.fields(self) if not f.name.startswith("_")}
         generation_keys = _generation_parameter_names()
         for key in kwargs:
             if key in _TRANSFORMERS_KWARGS or key in generation_keys:
@@ -184,6 +192,8 @@ class LensMAEConfig(PreTrainedConfig):
                     f"LensMAEConfig: {prefix}hidden_size={width} must be divisible by "
                     f"{prefix}num_attention_heads={heads}."
                 )
+        if self.regression_target_std <= 0:
+            raise ValueError(f"LensMAEConfig.regression_target_std must be > 0, got {self.regression_target_std}.")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"LensMAEConfig.mask_ratio must be in [0, 1), got {self.mask_ratio}.")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "classifier_dropout"):

@@ -590,11 +590,18 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
             )
         features = self.pool(encoded.last_hidden_state)
         logits = self.classifier(self.head_dropout(self.head_norm(features)))
+        if self.is_regression:
+            logits = logits * self.config.regression_target_std + self.config.regression_target_mean
         loss = None if labels is None else self.compute_loss(logits, labels)
         output = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
         )
         return output if return_dict else output.to_tuple()
+
+    @property
+    def is_regression(self) -> bool:
+        problem = self.config.problem_type
+        return problem == "regression" or (problem is None and self.num_labels == 1)
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.to(logits.device)
@@ -608,7 +615,8 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
         if self.config.problem_type == "regression":
             if labels.numel() != logits.numel():
                 raise ValueError(f"Regression labels must have one value per image, got shape {tuple(labels.shape)}.")
-            return F.mse_loss(logits.squeeze(-1), labels.reshape(logits.shape[0]).to(logits.dtype))
+            scale = self.config.regression_target_std
+            return F.mse_loss(logits.squeeze(-1) / scale, labels.reshape(logits.shape[0]).to(logits.dtype) / scale)
         if self.config.problem_type == "single_label_classification":
             if labels.ndim != 1 or labels.min() < 0 or labels.max() >= self.num_labels:
                 raise ValueError(

@@ -1,0 +1,54 @@
+"""The one Accelerator factory every script uses (lerobot style): precision, accumulation, seeded data order,
+tracker and project folders all come from `RunArguments`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+TRACKERS = ("tensorboard", "none")
+
+
+def build_accelerator(run_args, tracker_config: dict | None = None, project_name: str = "lens_hf") -> Accelerator:
+    """An `Accelerator` for `run_args`; seeds every process identically (same initial weights everywhere) and,
+    when a tracker is requested, starts it with `tracker_config` as hyper-parameters."""
+    if run_args.report_to not in TRACKERS:
+        raise ValueError(f"report_to must be one of {TRACKERS}, got {run_args.report_to!r}")
+    if run_args.gradient_accumulation_steps < 1:
+        raise ValueError(f"gradient_accumulation_steps must be >= 1, got {run_args.gradient_accumulation_steps}")
+    accelerator = Accelerator(
+        cpu=run_args.cpu,
+        mixed_precision=run_args.mixed_precision,
+        gradient_accumulation_steps=run_args.gradient_accumulation_steps,
+        log_with=None if run_args.report_to == "none" else run_args.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=run_args.output_dir, logging_dir=os.path.join(run_args.output_dir, "logs")
+        ),
+        # The shuffling order depends only on (seed, epoch): resumed runs see exactly the same batches.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(run_args.seed)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
+    if run_args.report_to != "none":
+        accelerator.init_trackers(run_args.run_name or project_name, config=_flat_hparams(tracker_config or {}))
+    return accelerator
+
+
+def _flat_hparams(config: dict, prefix: str = "") -> dict:
+    """TensorBoard hparams take scalars and strings only."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_hparams(value, name + "."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        elif value is not None:
+            flat[name] = str(value)
+    return flat

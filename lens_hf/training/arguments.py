@@ -1,0 +1,122 @@
+"""Argument dataclasses shared by every script, parsed by `HfArgumentParser` from the command line, a YAML/JSON
+file, or a file plus command-line overrides (`python scripts/finetune.py configs/x.yaml --max_steps 10`).
+
+Recipe defaults (learning rate, optimizer, weight decay, ...) are `None` here and filled in per script and mode
+from `recipes.RECIPES`, so the default command is the published recipe and any field can still be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from transformers import HfArgumentParser
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how they are prepared."""
+
+    dataset_name: str = field(
+        default="deeplense_sim",
+        metadata={"help": "A builder in dataset_builders/ (deeplense_sim, deeplense, lens_sr, lens_finding), a folder "
+                  "written by scripts/build_dataset.py, or a Hub dataset id."},
+    )
+    dataset_config: Optional[str] = field(default=None, metadata={"help": "Builder config (e.g. model_ii, sr_pairs); "
+                                                                    "default: the script's task default."})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "Root of real data on disk for the real-data builders."})
+    num_train: Optional[int] = field(default=None, metadata={"help": "Simulated builders: training images."})
+    num_validation: Optional[int] = field(default=None, metadata={"help": "Simulated builders: validation images."})
+    num_test: Optional[int] = field(default=None, metadata={"help": "Simulated builders: test images."})
+    dataset_seed: int = field(default=0, metadata={"help": "Seed of the simulated data (splits never overlap)."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
+    normalization: str = field(default="minmax", metadata={"help": "minmax | standardize | none (LensImageProcessor)."})
+    augment: bool = field(default=True, metadata={"help": "Random D4 rotations/flips of training images."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache for prepared builders."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+
+
+@dataclass
+class ModelArguments:
+    """Which model: a pretrained checkpoint (folder or Hub id) or a fresh one from a size preset."""
+
+    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Checkpoint to start from."})
+    model_preset: str = field(default="small", metadata={"help": "Size of a fresh model: tiny | small | base."})
+    config_overrides: Optional[str] = field(
+        default=None, metadata={"help": "Comma-separated LensMAEConfig fields, e.g. 'patch_size=4,mask_ratio=0.9'."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub model code (not needed with lens_hf)."})
+
+
+@dataclass
+class RunArguments:
+    """How to train: optimisation, schedule, logging, checkpoints and publishing."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Run folder: model, card, metrics, checkpoints/, logs/."})
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, data order, masks and augmentation."})
+    per_device_train_batch_size: int = field(default=64)
+    per_device_eval_batch_size: int = field(default=128)
+    gradient_accumulation_steps: int = field(default=1)
+    num_train_epochs: float = field(default=10.0)
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides num_train_epochs when > 0."})
+    optimizer: Optional[str] = field(default=None, metadata={"help": "adamw | lars (recipe default per mode)."})
+    base_learning_rate: Optional[float] = field(default=None, metadata={"help": "lr = base_lr x total_batch / 256."})
+    learning_rate: Optional[float] = field(default=None, metadata={"help": "Absolute peak lr; overrides the base rule."})
+    weight_decay: Optional[float] = field(default=None)
+    adam_beta1: float = field(default=0.9)
+    adam_beta2: float = field(default=0.95)
+    layer_decay: Optional[float] = field(default=None, metadata={"help": "Layer-wise lr decay (finetune recipe 0.75)."})
+    warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Fraction of steps of linear warmup."})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "Cosine floor as a fraction of the peak lr."})
+    max_grad_norm: Optional[float] = field(default=None, metadata={"help": "Clip gradients to this norm."})
+    mixed_precision: Optional[str] = field(default=None, metadata={"help": "no | fp16 | bf16; default: what `accelerate launch` was given."})
+    logging_steps: int = field(default=10)
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate every N steps (default: each epoch)."})
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint (save_state) every N steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted first)."})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder."})
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | none."})
+    run_name: Optional[str] = field(default=None)
+    push_to_hub: bool = field(default=False)
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "org/name of the Hub repo."})
+    hub_private_repo: bool = field(default=False)
+    hub_token: Optional[str] = field(default=None)
+    cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
+    disable_progress_bar: bool = field(default=False)
+
+
+def _read_file(path: str) -> dict:
+    text = Path(path).read_text()
+    try:
+        data = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values, got {type(data).__name__}")
+    return data
+
+
+def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
+    """Parse `dataclass_types` from `argv`; a first argument ending in .yaml/.yml/.json is a file of defaults that
+    the remaining command-line arguments override. Unknown keys in the file are an error naming them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        path, argv = argv[0], argv[1:]
+        values = _read_file(path)
+        known = {f.name for cls in dataclass_types for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown argument(s) {unknown}")
+        parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def arguments_to_dict(*argument_objects) -> dict:
+    """Everything a run was given, by dataclass name (for run_config.json and the model card)."""
+    return {type(obj).__name__: {f.name: getattr(obj, f.name) for f in fields(obj)} for obj in argument_objects}

@@ -1,0 +1,193 @@
+"""The training loop every script shares: gradient accumulation, per-step schedule, logging to the tracker and
+to `logs/train_log.jsonl`, periodic evaluation, checkpoints, exact resume, and a stop on a non-finite loss.
+
+Randomness inside a step (MAE masks, D4 augmentation) comes from a generator seeded by (seed, step, rank), so a
+resumed run draws exactly what the uninterrupted run drew; dropout/drop-path use torch's global RNG, whose state
+`save_state`/`load_state` carry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import TrainState, complete_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/Inf: training stops and the checkpoints written so far stay as they are."""
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    return generator
+
+
+def random_d4(images: torch.Tensor, generator: torch.Generator, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One random element of D4 (rotation by k·90°, then an optional flip) per example, applied identically to
+    `images` and to each of `others` (e.g. the HR target of an SR pair). Lensing has no preferred orientation."""
+    batch = images.shape[0]
+    choice = torch.randint(0, 8, (batch,), generator=generator, device=generator.device).to(images.device)
+    outputs = []
+    for tensor in (images, *others):
+        result = torch.empty_like(tensor)
+        for k in range(8):
+            rows = choice == k
+            if rows.any():
+                rotated = torch.rot90(tensor[rows], k % 4, dims=(-2, -1))
+                result[rows] = rotated.flip(-1) if k >= 4 else rotated
+        outputs.append(result)
+    return tuple(outputs)
+
+
+class TrainLog:
+    """Per-step records (`step`, `loss`, `lr`, and evaluations) in `logs/train_log.jsonl`, main process only.
+    On resume, records after the checkpoint's step are dropped: they belong to the interrupted future."""
+
+    def __init__(self, output_dir, enabled: bool, resume_step: int | None):
+        self.path = Path(output_dir) / "logs" / TRAIN_LOG
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def read_train_log(output_dir) -> list[dict]:
+    path = Path(output_dir) / "logs" / TRAIN_LOG
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def fit(
+    *,
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    train_dataloader,
+    run_args,
+    total_steps: int,
+    loss_fn: Callable,
+    evaluate_fn: Callable | None = None,
+) -> TrainState:
+    """Train `model` for `total_steps` optimizer steps.
+
+    Args:
+        loss_fn: `(model, batch, generator) -> loss` on this process's batch.
+        evaluate_fn: `(model) -> dict[str, float]`, called on every process (gather inside), every
+            `run_args.eval_steps` steps or at the end of each epoch; its numbers go to the tracker and the log.
+    """
+    output_dir = Path(run_args.output_dir)
+    state = TrainState()
+    resume_path = resolve_checkpoint(output_dir, run_args.resume_from_checkpoint)
+    if resume_path is not None:
+        state = load_checkpoint(accelerator, resume_path)
+        logger.info("resumed from %s at step %d", resume_path, state.global_step)
+    elif run_args.resume_from_checkpoint == "latest":
+        logger.info("resume_from_checkpoint=latest: no checkpoint in %s yet, starting fresh", output_dir)
+    log = TrainLog(output_dir, accelerator.is_main_process, state.global_step if resume_path else None)
+    progress = tqdm(
+        total=total_steps,
+        initial=state.global_step,
+        desc="train",
+        disable=not accelerator.is_main_process or run_args.disable_progress_bar,
+        dynamic_ncols=True,
+    )
+    model.train()
+    window_losses: list[float] = []
+    micro_step = state.global_step * run_args.gradient_accumulation_steps
+
+    while state.global_step < total_steps:
+        train_dataloader.set_epoch(state.epoch)
+        batches = train_dataloader
+        if state.batches_in_epoch:
+            batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+        finished_epoch = True
+        for batch in batches:
+            state.batches_in_epoch += 1
+            generator = step_generator(run_args.seed, micro_step, accelerator.process_index, accelerator.device)
+            micro_step += 1
+            with accelerator.accumulate(model):
+                loss = loss_fn(model, batch, generator)
+                all_losses = accelerator.gather(loss.detach().float().reshape(1))
+                if not torch.isfinite(all_losses).all():
+                    checkpoints = complete_checkpoints(output_dir)
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({all_losses.tolist()}) at step {state.global_step + 1}, epoch {state.epoch}: "
+                        "training stopped. Last good checkpoint: "
+                        f"{checkpoints[-1] if checkpoints else 'none (no checkpoint was written yet)'}. "
+                        "Lower the learning rate, clip gradients (--max_grad_norm) or check the data."
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and run_args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), run_args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window_losses.append(all_losses.mean().item())
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.global_step += 1
+            step_loss = sum(window_losses[-run_args.gradient_accumulation_steps:]) / min(
+                len(window_losses), run_args.gradient_accumulation_steps
+            )
+            lr = optimizer.param_groups[-1]["lr"]
+            log.write({"step": state.global_step, "epoch": state.epoch, "loss": step_loss, "lr": lr})
+            progress.update(1)
+            if state.global_step % run_args.logging_steps == 0 or state.global_step == total_steps:
+                mean_loss = sum(window_losses) / len(window_losses)
+                accelerator.log({"train/loss": mean_loss, "train/lr": lr, "train/epoch": state.epoch}, step=state.global_step)
+                progress.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2e}")
+                window_losses.clear()
+            if evaluate_fn is not None and run_args.eval_steps and state.global_step % run_args.eval_steps == 0:
+                _evaluate(accelerator, model, evaluate_fn, state, log)
+            if run_args.save_steps and state.global_step % run_args.save_steps == 0:
+                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit)
+            if state.global_step >= total_steps:
+                finished_epoch = state.batches_in_epoch >= len(train_dataloader)
+                break
+        if finished_epoch:
+            if evaluate_fn is not None and not run_args.eval_steps:
+                _evaluate(accelerator, model, evaluate_fn, state, log)
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    progress.close()
+    return state
+
+
+def _evaluate(accelerator, model, evaluate_fn, state: TrainState, log: TrainLog) -> dict:
+    model.eval()
+    with torch.no_grad():
+        metrics = evaluate_fn(model)
+    model.train()
+    scalars = {f"eval/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    accelerator.log(scalars, step=state.global_step)
+    log.write({"step": state.global_step, "epoch": state.epoch, **scalars})
+    return metrics
+
+
+def total_training_steps(run_args, batches_per_epoch: int) -> int:
+    """Optimizer steps of the run: `max_steps`, or epochs x updates per epoch."""
+    if run_args.max_steps and run_args.max_steps > 0:
+        return run_args.max_steps
+    updates_per_epoch = max(1, batches_per_epoch // run_args.gradient_accumulation_steps)
+    return max(1, math.ceil(run_args.num_train_epochs * updates_per_epoch))
