@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 DEFAULT_FPR_TARGETS = (1e-2, 1e-3)
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 only has the old name
+trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 only has the old name
 
 
 # -- input validation ----------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def roc_curve(labels, scores, name: str = "ROC") -> dict:
 def roc_auc(labels, scores, name: str = "ROC AUC") -> float:
     """Area under the ROC curve (trapezoidal over all distinct thresholds, so ties count one half)."""
     curve = roc_curve(labels, scores, name)
-    return float(_trapezoid(curve["tpr"], curve["fpr"]))
+    return float(trapezoid(curve["tpr"], curve["fpr"]))
 
 
 def average_precision(labels, scores) -> float:
@@ -169,7 +169,7 @@ def classification_metrics(predictions, references, class_names: Sequence[str] |
     for k, name in enumerate(names):
         curve = roc_curve(one_hot[:, k], probabilities[:, k], f"ROC AUC of class {name!r}")
         curves[name] = {"fpr": curve["fpr"], "tpr": curve["tpr"]}
-        per_class[name] = float(_trapezoid(curve["tpr"], curve["fpr"]))
+        per_class[name] = float(trapezoid(curve["tpr"], curve["fpr"]))
     micro = roc_curve(one_hot.ravel(), probabilities.ravel(), "Micro-averaged ROC AUC")
     curves["micro"] = {"fpr": micro["fpr"], "tpr": micro["tpr"]}
     predicted = probabilities.argmax(axis=1)
@@ -177,7 +177,7 @@ def classification_metrics(predictions, references, class_names: Sequence[str] |
     np.add.at(confusion, (labels, predicted), 1)
     return {
         "accuracy": float(np.mean(predicted == labels)),
-        "roc_auc_micro": float(_trapezoid(micro["tpr"], micro["fpr"])),
+        "roc_auc_micro": float(trapezoid(micro["tpr"], micro["fpr"])),
         "roc_auc_macro": float(np.mean(list(per_class.values()))),
         "roc_auc_per_class": per_class,
         "roc_curves": curves,

@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from lens_hf.metrics import functional
+from lens_hf.metrics import references
 
 _DESCRIPTION = """
 Metrics of dark-matter substructure classification (no_sub / cdm / axion, or any K classes) as the
@@ -35,14 +36,7 @@ Example:
     >>> result["accuracy"], result["roc_auc_micro"]
 """
 
-_CITATION = """
-@article{alexander2020deep,
-  title={Deep Learning the Morphology of Dark Matter Substructure},
-  author={Alexander, Stephon and Gleyzer, Sergei and McDonough, Evan and Toomey, Michael W. and Usai, Emanuele},
-  journal={The Astrophysical Journal}, volume={893}, number={1}, pages={15}, year={2020},
-  eprint={1909.07346}, archivePrefix={arXiv}
-}
-"""
+_CITATION = references.citations("deeplense")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from lens_hf.metrics import functional
+from lens_hf.metrics import references
 
 _DESCRIPTION = """
 Metrics of strong-lens finding (lens vs non-lens, usually very imbalanced) as in the Strong
@@ -30,14 +31,7 @@ Example:
     >>> metric.compute(predictions=[0.9, 0.2, 0.6, 0.1], references=[1, 0, 1, 0])["roc_auc"]
 """
 
-_CITATION = """
-@article{metcalf2019strong,
-  title={The strong gravitational lens finding challenge},
-  author={Metcalf, R. Benton and others},
-  journal={Astronomy \\& Astrophysics}, volume={625}, pages={A119}, year={2019},
-  eprint={1802.03609}, archivePrefix={arXiv}
-}
-"""
+_CITATION = references.citations("lens_finding_challenge")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

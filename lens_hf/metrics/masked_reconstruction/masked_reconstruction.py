@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from lens_hf.metrics import functional
+from lens_hf.metrics import references
 
 _DESCRIPTION = """
 The reconstruction error of a masked autoencoder, as the MAE paper defines its loss: the mean over
@@ -29,14 +30,7 @@ Example:
     >>> metric.compute(predictions=target * 0.9, references=target, mask=[[1, 1, 1, 0], [1, 0, 1, 1]])
 """
 
-_CITATION = """
-@inproceedings{he2022masked,
-  title={Masked Autoencoders Are Scalable Vision Learners},
-  author={He, Kaiming and Chen, Xinlei and Xie, Saining and Li, Yanghao and Doll{\\'a}r, Piotr and Girshick, Ross},
-  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  pages={16000--16009}, year={2022}
-}
-"""
+_CITATION = references.citations("mae")
 
 _PATCHES = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
 

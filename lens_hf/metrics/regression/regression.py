@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from lens_hf.metrics import functional
+from lens_hf.metrics import references
 
 _DESCRIPTION = """
 Metrics of the axion-mass regressor, which predicts log10(m / eV): mean absolute error and root mean
@@ -25,14 +26,7 @@ Example:
     >>> metric.compute(predictions=[-23.1, -22.4], references=[-23.0, -22.5])["mae"]
 """
 
-_CITATION = """
-@article{alexander2020deep,
-  title={Deep Learning the Morphology of Dark Matter Substructure},
-  author={Alexander, Stephon and Gleyzer, Sergei and McDonough, Evan and Toomey, Michael W. and Usai, Emanuele},
-  journal={The Astrophysical Journal}, volume={893}, number={1}, pages={15}, year={2020},
-  eprint={1909.07346}, archivePrefix={arXiv}
-}
-"""
+_CITATION = references.citations("deeplense")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

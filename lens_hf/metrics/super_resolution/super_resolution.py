@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from lens_hf.metrics import functional
+from lens_hf.metrics import references
 
 _DESCRIPTION = """
 Metrics of lensing super-resolution (e.g. 75 px -> 150 px) against the high-resolution targets:
@@ -30,13 +31,7 @@ Example:
     >>> metric.compute(predictions=hr * 0.95, references=hr)["psnr"]
 """
 
-_CITATION = """
-@article{wang2004image,
-  title={Image quality assessment: from error visibility to structural similarity},
-  author={Wang, Zhou and Bovik, Alan C. and Sheikh, Hamid R. and Simoncelli, Eero P.},
-  journal={IEEE Transactions on Image Processing}, volume={13}, number={4}, pages={600--612}, year={2004}
-}
-"""
+_CITATION = references.citations("ssim")
 
 _IMAGE_HW = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
 _IMAGE_CHW = datasets.Sequence(_IMAGE_HW)

@@ -1,0 +1,292 @@
+"""Model cards: render `model_cards/model_card.md` from what a training run knows.
+
+A card is the Hub's README.md: YAML metadata (`ModelCardData`: license, tags, datasets, base model,
+pipeline tag and an `eval_results` `model-index` that the Hub and `ModelCard.load` parse back)
+followed by markdown (how to load the model with and without lens_hf, evaluation tables and
+plots, the training recipe, the configuration, citations). `render_model_card` is a plain
+function so scripts/evaluate.py can refresh a card without re-training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from lens_hf.data.loading import project_resource
+from lens_hf.metrics.functional import scalar_metrics
+from lens_hf.metrics.references import citations
+
+TEMPLATE_DIR = "model_cards"
+DEFAULT_TEMPLATE = "model_card.md"
+DEFAULT_TAGS = ("lens-hf", "lens_mae", "astronomy", "gravitational-lensing", "strong-lensing", "dark-matter",
+                "deeplense", "masked-autoencoder")
+
+# Keys of the training arguments that make up the recipe table, in this order, when present.
+RECIPE_KEYS = (
+    "mode", "optimizer", "learning_rate", "base_learning_rate", "layer_decay", "weight_decay", "adam_beta1",
+    "adam_beta2", "lars_momentum", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "total_batch_size", "num_train_epochs", "max_steps", "warmup_steps", "warmup_ratio", "lr_scheduler_type",
+    "mask_ratio", "norm_pix_loss", "drop_path_rate", "augmentation", "class_weighting", "mixed_precision", "seed",
+)
+# Config fields shown in the card, when present: the encoder's, then those of the task's head.
+ENCODER_KEYS = ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+                "num_attention_heads", "intermediate_size", "drop_path_rate")
+HEAD_KEYS = {
+    "pretraining": ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
+                    "decoder_intermediate_size", "mask_ratio", "norm_pix_loss", "reconstruction_loss"),
+    "classification": ("classifier_mode", "classifier_pooling", "num_labels", "id2label", "problem_type"),
+    "super_resolution": ("sr_scale", "sr_hidden_channels", "sr_residual", "sr_loss"),
+}
+HEAD_KEYS["lens_finding"] = HEAD_KEYS["regression"] = HEAD_KEYS["classification"]
+# Table names of metric keys beyond a task's headline metrics; "a/b" keys show as "<name of a> (b)".
+METRIC_DISPLAY_NAMES = {
+    "roc_auc_per_class": "ROC AUC", "bias": "bias (dex)", "scatter": "scatter (dex)", "r2": "R²",
+    "visible_mse": "visible-patch MSE", "mask_ratio": "mask ratio", "precision": "precision", "recall": "recall",
+}
+# Argument names whose values must never reach a public card.
+SECRET_MARKERS = ("token", "password", "secret", "api_key")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one lens_hf task is described, loaded and scored on the Hub."""
+
+    title: str
+    auto_class: str
+    pipeline_tag: str | None
+    eval_task_type: str
+    headline_metrics: tuple[tuple[str, str], ...]  # (metric key, display name) that enter the model-index
+    citation_keys: tuple[str, ...]
+    usage: str  # python lines after `outputs = model(**inputs)` in the how-to-use snippet
+
+
+TASKS = {
+    "pretraining": TaskSpec(
+        "masked-autoencoder pretraining (reconstruct hidden patches)", "AutoModelForPreTraining",
+        "image-feature-extraction", "image-feature-extraction", (("masked_mse", "masked-patch MSE"),),
+        ("deeplense", "mae"),
+        "reconstruction = model.unpatchify(outputs.logits)  # every patch predicted; outputs.mask = hidden ones",
+    ),
+    "classification": TaskSpec(
+        "dark-matter substructure classification", "AutoModelForImageClassification", "image-classification",
+        "image-classification",
+        (("accuracy", "accuracy"), ("roc_auc_micro", "ROC AUC (micro)"), ("roc_auc_macro", "ROC AUC (macro)")),
+        ("deeplense", "deeplense_unsupervised", "mae"),
+        "probabilities = outputs.logits.softmax(-1)[0]\n"
+        "print({model.config.id2label[i]: float(p) for i, p in enumerate(probabilities)})",
+    ),
+    "lens_finding": TaskSpec(
+        "strong-lens finding (lens vs non-lens)", "AutoModelForImageClassification", "image-classification",
+        "image-classification",
+        (("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
+         ("tpr_at_fpr_1e-2", "TPR at FPR 1e-2"), ("tpr_at_fpr_1e-3", "TPR at FPR 1e-3"), ("f1", "F1")),
+        ("deeplense", "lens_finding_challenge", "mae"),
+        "lens_probability = float(outputs.logits.softmax(-1)[0, 1])",
+    ),
+    "regression": TaskSpec(
+        "dark-matter (axion) mass regression, log10(m / eV)", "AutoModelForImageClassification", None,
+        "image-regression", (("mae", "MAE (dex)"), ("rmse", "RMSE (dex)")),
+        ("deeplense", "mae"),
+        "log10_axion_mass = float(outputs.logits[0, 0])",
+    ),
+    "super_resolution": TaskSpec(
+        "super-resolution of lensing images", "AutoModelForImageToImage", "image-to-image", "image-to-image",
+        (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("mse", "MSE")),
+        ("deeplense", "mae", "ssim"),
+        "high_resolution = outputs.reconstruction[0]  # (C, H * sr_scale, W * sr_scale)",
+    ),
+}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+def _cell(value: Any) -> str:
+    """A value as one markdown table cell."""
+    if isinstance(value, float):
+        text = f"{value:.4g}" if math.isfinite(value) else str(value)
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k}: {v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _is_secret(key: str) -> bool:
+    return any(marker in key.lower() for marker in SECRET_MARKERS)
+
+
+def _training_tables(training_args: Mapping[str, Any]) -> tuple[list, list]:
+    """(recipe rows, other rows): the recipe keys first, then every other non-empty, non-secret argument."""
+    arguments = {k: v for k, v in training_args.items() if v not in (None, "", [], {}) and not _is_secret(k)}
+    recipe = [(key, _cell(arguments[key])) for key in RECIPE_KEYS if key in arguments]
+    others = [(key, _cell(value)) for key, value in sorted(arguments.items()) if key not in RECIPE_KEYS]
+    return recipe, others
+
+
+def _metric_table(task: TaskSpec, metrics: Mapping[str, Mapping], reference_metrics: Mapping[str, Mapping]):
+    """Rows = metrics (headline ones first), columns = evaluated splits, then reference rows' columns."""
+    columns = {f"this model ({split})": scalar_metrics(result) for split, result in metrics.items()}
+    columns.update({label: scalar_metrics(result) for label, result in reference_metrics.items()})
+    if not columns:
+        return None
+    names = {**METRIC_DISPLAY_NAMES, **dict(task.headline_metrics)}
+
+    def display(key: str) -> str:
+        head, _, tail = key.partition("/")
+        return f"{names.get(head, head)} ({tail})" if tail else names.get(key, key)
+
+    keys = [key for key, _ in task.headline_metrics if any(key in c for c in columns.values())]
+    keys += sorted({k for c in columns.values() for k in c} - set(keys) - {"num_examples", "num_images"})
+    rows = [{"name": display(key), "cells": [_cell(c[key]) if key in c else "–" for c in columns.values()]}
+            for key in keys]
+    counts = {label: int(c.get("num_examples", c.get("num_images", 0))) for label, c in columns.items()}
+    notes = "Examples evaluated: " + "; ".join(f"{label}: {n}" for label, n in counts.items() if n) + "." \
+        if any(counts.values()) else ""
+    return {"columns": list(columns), "rows": rows, "notes": notes}
+
+
+def _eval_results(task: TaskSpec, metrics: Mapping[str, Mapping], dataset: Mapping[str, Any]) -> list[EvalResult]:
+    results = []
+    for split, result in metrics.items():
+        flat = scalar_metrics(result)
+        for key, display in task.headline_metrics:
+            if key in flat and math.isfinite(flat[key]):
+                results.append(EvalResult(
+                    task_type=task.eval_task_type, task_name=task.title, dataset_type=dataset["id"],
+                    dataset_name=dataset.get("name", dataset["id"]), dataset_config=dataset.get("config"),
+                    dataset_split=split, metric_type=key, metric_name=display, metric_value=round(flat[key], 6),
+                ))
+    return results
+
+
+def _plot_entries(plots: Mapping[str, str | Path], card_dir: Path | None) -> list[dict]:
+    """Plot paths as the card links them: relative to the folder the README.md is saved in."""
+    entries = []
+    for caption, path in plots.items():
+        path = Path(path)
+        if card_dir is not None:
+            absolute = path if path.is_absolute() else card_dir / path
+            if not absolute.is_file():
+                raise FileNotFoundError(f"Plot {caption!r} not found at {absolute}.")
+            try:
+                path = absolute.resolve().relative_to(card_dir.resolve())
+            except ValueError:
+                raise ValueError(f"Plot {caption!r} ({absolute}) is outside the model folder {card_dir}; the Hub "
+                                 "repo only holds that folder, so save plots inside it.") from None
+        elif path.is_absolute():
+            raise ValueError(f"Plot {caption!r} has the absolute path {path}; pass `card_dir` (the folder the "
+                             "card is saved in) or a path relative to it.")
+        entries.append({"caption": caption, "path": path.as_posix()})
+    return entries
+
+
+def render_model_card(
+    *,
+    repo_id: str,
+    task: str,
+    config: Any,
+    training_args: Any,
+    dataset: Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    plots: Mapping[str, str | Path] | None = None,
+    base_model: str | None = None,
+    reference_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    card_dir: str | Path | None = None,
+    description: str | None = None,
+    license: str = "mit",  # noqa: A002 - the Hub's field name
+    tags: Sequence[str] = (),
+    num_parameters: int | None = None,
+    template: str = DEFAULT_TEMPLATE,
+) -> ModelCard:
+    """Render the model card of a lens_hf model.
+
+    Args:
+        repo_id: Hub id the model is (or will be) pushed to; used in the loading snippets.
+        task: one of `TASKS` ("pretraining", "classification", "lens_finding", "regression", "super_resolution").
+        config: the model config (`PreTrainedConfig` or its dict).
+        training_args: the run's arguments (dict or dataclass); secrets (`*token*`...) are left out.
+        dataset: {"id": Hub id or local path (required), "name", "config", "url"}.
+        metrics: split -> result of the matching `lens_hf.metrics` function (e.g. {"test": {...}}).
+            The task's headline metrics become the card's `model-index` (`eval_results`).
+        plots: caption -> PNG path, inside `card_dir` (or relative to it).
+        base_model: Hub id of the checkpoint this model was trained from (None = from scratch).
+        reference_metrics: label -> result shown beside the model in the table, e.g.
+            {"bicubic upsampling (test)": bicubic_baseline_metrics(...)}; not in the model-index.
+        card_dir: the folder the card will be saved in (`card.save(card_dir / "README.md")`).
+        template: file name in the project's `model_cards/` folder.
+
+    Returns:
+        `huggingface_hub.ModelCard`; `card.save(path)` writes it, `card.push_to_hub(repo_id)` uploads it.
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+    if not isinstance(dataset, Mapping) or not dataset.get("id"):
+        raise ValueError("`dataset` must be a mapping with at least an 'id' (Hub dataset id or local path), "
+                         f"got {dataset!r}.")
+    spec = TASKS[task]
+    config_dict = dict(_plain(config) or {})
+    arguments = dict(_plain(training_args) or {})
+    metrics = dict(metrics or {})
+    for split, result in {**metrics, **(reference_metrics or {})}.items():
+        if not isinstance(result, Mapping):
+            raise ValueError(f"Metrics for {split!r} must be a mapping of metric name -> value, got "
+                             f"{type(result).__name__}.")
+    card_dir = Path(card_dir) if card_dir is not None else None
+    template_path = project_resource(f"{TEMPLATE_DIR}/{template}", f"the model card template {template!r}")
+
+    model_name = repo_id.split("/")[-1]
+    eval_results = _eval_results(spec, metrics, dataset)
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag=spec.pipeline_tag,
+        tags=sorted(set(DEFAULT_TAGS) | {task.replace("_", "-")} | set(tags)),
+        datasets=[dataset["id"]],
+        base_model=base_model,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    recipe, other_arguments = _training_tables(arguments)
+    usage = spec.usage
+    if task == "lens_finding" and config_dict.get("num_labels") == 1:
+        usage = "lens_probability = float(outputs.logits.sigmoid()[0, 0])"
+    dataset_name = dataset.get("name", dataset["id"])
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        repo_id=repo_id,
+        description=description or (
+            f"A LensMAE vision transformer for {spec.title}, trained with lens-hf on {dataset_name}"
+            + (f", starting from [{base_model}](https://huggingface.co/{base_model})." if base_model else ".")),
+        task=spec,
+        model_type=config_dict.get("model_type", "lens_mae"),
+        num_parameters=f"{num_parameters:,}" if num_parameters else None,
+        base_model=base_model,
+        base_model_url=f"https://huggingface.co/{base_model}" if base_model else None,
+        dataset={"name": dataset_name, "config": dataset.get("config"),
+                 "url": dataset.get("url") or (f"https://huggingface.co/datasets/{dataset['id']}"
+                                               if "/" in dataset["id"] and not Path(dataset["id"]).exists()
+                                               else None)},
+        example_file="lens.npy",
+        metric_table=_metric_table(spec, metrics, reference_metrics or {}),
+        plots=_plot_entries(plots or {}, card_dir),
+        recipe=recipe,
+        other_arguments=other_arguments,
+        architecture=[(key, _cell(config_dict[key])) for key in ENCODER_KEYS + HEAD_KEYS[task]
+                      if config_dict.get(key) is not None],
+        citations=citations(*spec.citation_keys),
+    )
