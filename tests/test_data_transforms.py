@@ -1,0 +1,117 @@
+"""D4 augmentation and processor normalisation applied on the fly with set_transform."""
+import itertools
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from lens_hf import LensImageProcessor
+from lens_hf.data.transforms import D4_ORDER, LensTrainingTransform, d4_transform, random_d4, with_training_transforms
+
+
+def generic_image(shape=(1, 5, 5), seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def d4_index(reference, transformed):
+    matches = [k for k in range(D4_ORDER) if np.array_equal(d4_transform(reference, k), transformed)]
+    assert len(matches) == 1, "not exactly one D4 element maps the reference onto the result"
+    return matches[0]
+
+
+def test_d4_has_eight_distinct_elements_and_is_closed():
+    image = generic_image()
+    images = [d4_transform(image, k) for k in range(D4_ORDER)]
+    assert len({im.tobytes() for im in images}) == D4_ORDER
+    for a, b in itertools.product(range(D4_ORDER), repeat=2):
+        d4_index(image, d4_transform(d4_transform(image, a), b))  # composition is again one of the eight
+    assert np.array_equal(d4_transform(image, 0), image)
+    with pytest.raises(ValueError, match=r"integer in \[0, 8\), got 8"):
+        d4_transform(image, 8)
+
+
+def test_random_d4_uses_all_elements_and_applies_the_same_one_to_paired_arrays():
+    hr = np.random.default_rng(1).random((400, 1, 8, 8)).astype(np.float32)
+    lr = hr.reshape(400, 1, 4, 2, 4, 2).mean(axis=(3, 5))  # 2x2 average pooling commutes with D4
+    lr_out, hr_out = random_d4([lr, hr], generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(hr_out.reshape(400, 1, 4, 2, 4, 2).mean(axis=(3, 5)), lr_out, rtol=1e-6)
+    used = {d4_index(hr[i], hr_out[i]) for i in range(400)}
+    assert used == set(range(D4_ORDER))
+    again, _ = random_d4([lr, hr], generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(again, lr_out)
+
+
+@pytest.fixture
+def small_dataset():
+    rng = np.random.default_rng(2)
+    features = datasets.Features(
+        {
+            "image": datasets.Array3D((1, 12, 12), "float32"),
+            "label": datasets.ClassLabel(names=["axion", "cdm", "no_sub"]),
+            "log10_m_axion": datasets.Value("float32"),
+        }
+    )
+    data = {
+        "image": (rng.random((10, 1, 12, 12)) * 300).astype(np.float32),
+        "label": rng.integers(0, 3, 10),
+        "log10_m_axion": rng.uniform(-24, -22, 10).astype(np.float32),
+    }
+    return datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(data, features=features), "validation": datasets.Dataset.from_dict(data, features=features)}
+    )
+
+
+def test_evaluation_transform_is_exactly_the_processor(small_dataset):
+    processor = LensImageProcessor(size=12, normalization="minmax")
+    view = with_training_transforms(small_dataset, processor)["validation"]
+    batch = view[0:4]
+    raw = small_dataset["validation"].with_format("numpy")[0:4]
+    expected = processor(raw["image"], return_tensors="pt", input_data_format="channels_first")["pixel_values"]
+    torch.testing.assert_close(batch["pixel_values"], expected)
+    assert batch["pixel_values"].dtype == torch.float32
+    assert batch["labels"].tolist() == raw["label"].tolist()
+    assert float(batch["pixel_values"].min()) == 0.0 and float(batch["pixel_values"].max()) == 1.0
+
+
+def test_training_transform_is_a_d4_image_of_the_normalised_input(small_dataset):
+    processor = LensImageProcessor(size=12, normalization="minmax")
+    torch.manual_seed(0)
+    train = with_training_transforms(small_dataset, processor)["train"]
+    raw = small_dataset["train"].with_format("numpy")[:]["image"]
+    plain = processor(raw, return_tensors="pt", input_data_format="channels_first")["pixel_values"].numpy()
+    out = train[:]["pixel_values"].numpy()
+    elements = [d4_index(plain[i], out[i]) for i in range(10)]
+    assert any(k != 0 for k in elements)
+    # nothing was written back: the source dataset still returns raw pixels
+    np.testing.assert_array_equal(small_dataset["train"].with_format("numpy")[:]["image"], raw)
+
+
+def test_dataloader_batches_and_regression_labels(small_dataset):
+    processor = LensImageProcessor(size=16, normalization="minmax")
+    view = with_training_transforms(small_dataset, processor, label_column="log10_m_axion")
+    loader = torch.utils.data.DataLoader(view["train"], batch_size=4)
+    batches = list(loader)
+    assert [b["pixel_values"].shape for b in batches] == [(4, 1, 16, 16), (4, 1, 16, 16), (2, 1, 16, 16)]
+    labels = torch.cat([b["labels"] for b in batches])
+    assert labels.dtype == torch.float32
+    torch.testing.assert_close(labels, torch.tensor(small_dataset["train"][:]["log10_m_axion"]))
+
+
+def test_super_resolution_target_follows_the_input():
+    rng = np.random.default_rng(3)
+    hr = rng.random((6, 1, 8, 8)).astype(np.float32)
+    lr = hr.reshape(6, 1, 4, 2, 4, 2).mean(axis=(3, 5))
+    features = datasets.Features({"lr": datasets.Array3D((1, 4, 4), "float32"), "hr": datasets.Array3D((1, 8, 8), "float32")})
+    ds = datasets.Dataset.from_dict({"lr": lr, "hr": hr}, features=features)
+    view = with_training_transforms(ds, None, image_column="lr", target_column="hr")
+    batch = view[:]
+    pooled = batch["labels"].reshape(6, 1, 4, 2, 4, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(pooled, batch["pixel_values"])
+    assert batch["labels"].shape == (6, 1, 8, 8)
+
+
+def test_missing_image_column_is_named():
+    transform = LensTrainingTransform(image_column="lr")
+    with pytest.raises(KeyError, match="reads column 'lr'; the batch has \\['image'\\]"):
+        transform({"image": [np.zeros((1, 2, 2))]})
