@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Build a lens_hf dataset and export it as Parquet + README (optionally push it to the Hub).
+
+    python scripts/build_dataset.py BUILDER --config C [--data_dir D] --output_dir O \\
+        [--config_kwargs n_train=1000 seed=3 ...] [--skip_bad_files] [--push_to_hub --repo_id org/name]
+
+BUILDER is one of dataset_builders/ (deeplense_sim, deeplense, lens_sr, lens_finding). The result
+loads anywhere with `datasets.load_dataset(O)` (or `load_dataset("org/name")` after the push), no
+lens_hf needed. Arguments may also come from a YAML/JSON file given first, overridden by flags.
+Exit status 2 and a one-line message name the file when the input data is bad.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # runnable from a source checkout without installing
+    sys.path.insert(0, str(REPO_ROOT))
+
+from lens_hf.data import LensDataError, available_builders, export_builder, prepare_builder, push_exported  # noqa: E402
+from lens_hf.training.arguments import parse_arguments  # noqa: E402
+
+logger = logging.getLogger("build_dataset")
+
+
+@dataclass
+class BuildDatasetArguments:
+    """What to build, from where, and where the export goes."""
+
+    # Optional only so a YAML file may supply them (argparse would demand them on the command line).
+    builder: Optional[str] = field(
+        default=None, metadata={"help": "Builder in dataset_builders/ (also accepted as the first positional argument)."}
+    )
+    output_dir: Optional[str] = field(default=None, metadata={"help": "Folder for the Parquet shards and README.md."})
+    config: Optional[str] = field(default=None, metadata={"help": "Builder config, e.g. model_ii, regression_model_i, bologna."})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the real data (real-data builders)."})
+    config_kwargs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Builder options as key=value, values parsed as YAML: n_train=1000 seed=3 bands=[Band1,Band2]."},
+    )
+    skip_bad_files: bool = field(default=False, metadata={"help": "Skip and count bad input files instead of failing."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache for the prepared builder."})
+    export_config_name: Optional[str] = field(
+        default=None, metadata={"help": "Config name inside the exported folder (default: the builder config's name)."}
+    )
+    max_shard_size: str = field(default="500MB", metadata={"help": "Largest Parquet shard."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the exported folder as a Hub dataset repo."})
+    repo_id: Optional[str] = field(default=None, metadata={"help": "org/name of the dataset repo (with --push_to_hub)."})
+    private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+
+    def __post_init__(self):
+        if not self.builder:
+            raise ValueError(f"name a builder (first argument or --builder): one of {available_builders()}")
+        if not self.output_dir:
+            raise ValueError("--output_dir is required: the folder for the Parquet shards and README.md")
+        if self.push_to_hub and not self.repo_id:
+            raise ValueError("--push_to_hub needs --repo_id org/name")
+
+
+def parse_config_kwargs(pairs: list[str]) -> dict:
+    """["n_train=10", "bands=[Band1,Band2]"] -> {"n_train": 10, "bands": ("Band1", "Band2")}."""
+    kwargs = {}
+    for pair in pairs:
+        key, separator, text = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--config_kwargs expects key=value items, got {pair!r}")
+        value = yaml.safe_load(text)
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return kwargs
+
+
+def parse_command_line(argv: list[str]) -> BuildDatasetArguments:
+    argv = list(argv)
+    if argv and not argv[0].startswith("-") and not argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = ["--builder", argv[0], *argv[1:]]
+    (arguments,) = parse_arguments((BuildDatasetArguments,), argv)
+    return arguments
+
+
+def build(arguments: BuildDatasetArguments) -> dict:
+    """Prepare, export and optionally push; returns what happened (rows per split, skipped files, paths)."""
+    if arguments.builder not in available_builders():
+        raise ValueError(f"unknown builder {arguments.builder!r}; available: {available_builders()}")
+    builder = prepare_builder(
+        arguments.builder,
+        arguments.config,
+        data_dir=arguments.data_dir,
+        cache_dir=arguments.cache_dir,
+        skip_bad_files=arguments.skip_bad_files,
+        **parse_config_kwargs(arguments.config_kwargs),
+    )
+    readme = export_builder(
+        builder,
+        arguments.output_dir,
+        repo_id=arguments.repo_id,
+        config_name=arguments.export_config_name,
+        max_shard_size=arguments.max_shard_size,
+    )
+    result = {
+        "builder": arguments.builder,
+        "config": builder.config.name,
+        "rows": {split: info.num_examples for split, info in builder.info.splits.items()},
+        "skipped_files": builder.skipped_files,
+        "readme": str(readme),
+        "pushed": None,
+    }
+    if arguments.push_to_hub:
+        result["pushed"] = push_exported(arguments.output_dir, arguments.repo_id, private=arguments.private, token=arguments.hub_token)
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"{result['builder']}/{result['config']}: " + ", ".join(f"{s} {n} rows" for s, n in result["rows"].items())]
+    skipped = result["skipped_files"]
+    if skipped:
+        lines.append(f"skipped {len(skipped)} bad file(s):")
+        lines += [f"  {entry['path']}: {entry['problem']}" for entry in skipped[:20]]
+        if len(skipped) > 20:
+            lines.append(f"  ... and {len(skipped) - 20} more (listed in the card)")
+    lines.append(f"exported to {Path(result['readme']).parent} (card: {result['readme']})")
+    if result["pushed"]:
+        lines.append(f"pushed: {result['pushed']}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    arguments = parse_command_line(sys.argv[1:] if argv is None else argv)
+    try:
+        result = build(arguments)
+    except LensDataError as error:
+        print(f"error: bad input data: {error}\n(rerun with --skip_bad_files to skip and count such files)", file=sys.stderr)
+        return 2
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
