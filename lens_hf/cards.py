@@ -261,7 +261,8 @@ def render_model_card(
     )
     recipe, other_arguments = _training_tables(arguments)
     usage = spec.usage
-    if task == "lens_finding" and config_dict.get("num_labels") == 1:
+    num_labels = config_dict.get("num_labels") or len(config_dict.get("id2label") or {})  # to_dict() omits it
+    if task == "lens_finding" and num_labels == 1:
         usage = "lens_probability = float(outputs.logits.sigmoid()[0, 0])"
     dataset_name = dataset.get("name", dataset["id"])
     return ModelCard.from_template(
@@ -273,6 +274,7 @@ def render_model_card(
             f"A LensMAE vision transformer for {spec.title}, trained with lens-hf on {dataset_name}"
             + (f", starting from [{base_model}](https://huggingface.co/{base_model})." if base_model else ".")),
         task=spec,
+        usage=usage,
         model_type=config_dict.get("model_type", "lens_mae"),
         num_parameters=f"{num_parameters:,}" if num_parameters else None,
         base_model=base_model,
