@@ -31,10 +31,8 @@ def build_accelerator(run_args, tracker_config: dict | None = None, project_name
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(run_args.seed)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("lens_hf").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     if run_args.report_to != "none":
         accelerator.init_trackers(run_args.run_name or project_name, config=_flat_hparams(tracker_config or {}))
     return accelerator

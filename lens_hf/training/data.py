@@ -1,0 +1,157 @@
+"""From `DataArguments` to DataLoaders: which dataset, which columns a task reads, and the processor."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import datasets
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from ..data import available_builders, load_builder
+from ..data.transforms import LensTrainingTransform
+from ..image_processing_lens import LensImageProcessor
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Columns a task reads, and the builder config it uses by default."""
+
+    input_column: str
+    target_column: str | None
+    default_config: str
+    target_is_image: bool = False
+
+
+TASKS = {
+    "pretraining": TaskData("image", None, "model_ii"),
+    "classification": TaskData("image", "label", "model_ii"),
+    "regression": TaskData("image", "log10_m_axion", "regression_model_ii"),
+    "lens_finding": TaskData("image", "label", "lens_finding"),
+    "super_resolution": TaskData("lr", "hr", "sr_pairs", target_is_image=True),
+}
+
+SIMULATED_BUILDER = "deeplense_sim"
+SIZE_KWARGS = {"num_train": "n_train", "num_validation": "n_validation", "num_test": "n_test"}
+
+
+def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
+    """The DatasetDict for `task`: a lens_hf builder (prepared and cached with its code hash), an exported folder,
+    or a Hub dataset. Fails with the missing column named if the data does not fit the task."""
+    spec = TASKS[task]
+    name = data_args.dataset_name
+    config = dataset_config_name(data_args, task)
+    if os.path.isdir(name):
+        dataset = datasets.load_dataset(name, config if _has_config(name, config) else None, cache_dir=data_args.cache_dir)
+    elif name in available_builders():
+        kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
+        if data_args.data_dir:
+            kwargs["data_dir"] = data_args.data_dir
+        for argument, builder_kwarg in SIZE_KWARGS.items():
+            if getattr(data_args, argument) is not None:
+                kwargs[builder_kwarg] = getattr(data_args, argument)
+        dataset = load_builder(name, config, **kwargs)
+    else:
+        dataset = datasets.load_dataset(name, config, cache_dir=data_args.cache_dir)
+    if not isinstance(dataset, datasets.DatasetDict):
+        dataset = datasets.DatasetDict({"train": dataset})
+    for split, part in dataset.items():
+        for column in (spec.input_column, spec.target_column):
+            if column is not None and column not in part.column_names:
+                raise ValueError(
+                    f"dataset {name!r} (config {config!r}) split {split!r} has no column {column!r}, which task "
+                    f"{task!r} reads; its columns are {part.column_names}."
+                )
+    if "train" not in dataset:
+        raise ValueError(f"dataset {name!r} (config {config!r}) has no 'train' split; it has {list(dataset)}.")
+    limits = {"train": data_args.max_train_samples}
+    return datasets.DatasetDict(
+        {
+            split: part.select(range(min(len(part), limit))) if (limit := limits.get(split, data_args.max_eval_samples)) else part
+            for split, part in dataset.items()
+        }
+    )
+
+
+def dataset_config_name(data_args, task: str) -> str | None:
+    """The config asked for, else the task's default config of the simulator (other sources: their default)."""
+    if data_args.dataset_config:
+        return data_args.dataset_config
+    return TASKS[task].default_config if data_args.dataset_name == SIMULATED_BUILDER else None
+
+
+def _has_config(folder: str, config: str) -> bool:
+    try:
+        return config in datasets.get_dataset_config_names(folder)
+    except Exception:
+        return False
+
+
+def evaluation_split(dataset: datasets.DatasetDict) -> str:
+    """validation if there is one, else test."""
+    for split in ("validation", "test"):
+        if split in dataset:
+            return split
+    raise ValueError(f"the dataset has no validation or test split to evaluate on (splits: {list(dataset)}).")
+
+
+def class_names(dataset: datasets.DatasetDict, column: str = "label") -> list[str] | None:
+    feature = dataset["train"].features.get(column)
+    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def image_shape(dataset: datasets.DatasetDict, column: str) -> tuple[int, int, int]:
+    """(C, H, W) of the column's Array3D feature (or of the first row)."""
+    feature = dataset["train"].features[column]
+    shape = getattr(feature, "shape", None)
+    if shape is None or len(shape) != 3:
+        shape = tuple(dataset["train"].with_format("numpy")[0][column].shape)
+    if len(shape) != 3:
+        raise ValueError(f"column {column!r} must hold (C, H, W) images, got shape {shape}.")
+    return tuple(int(s) for s in shape)
+
+
+def make_processor(data_args, image_size: int, num_channels: int) -> LensImageProcessor:
+    return LensImageProcessor(size=image_size, num_channels=num_channels, normalization=data_args.normalization)
+
+
+def model_inputs(dataset: datasets.Dataset, processor, task: str) -> datasets.Dataset:
+    """A view that yields {"pixel_values", "labels"} normalised by `processor` (augmentation happens in the
+    training loop, where its randomness is resume-exact)."""
+    spec = TASKS[task]
+    transform = LensTrainingTransform(
+        processor,
+        augment=False,
+        image_column=spec.input_column,
+        label_column=None if spec.target_is_image else spec.target_column,
+        target_column=spec.target_column if spec.target_is_image else None,
+    )
+    return dataset.with_transform(transform)
+
+
+def _collate(rows):
+    if isinstance(rows, dict):
+        return rows
+    return {key: torch.stack([torch.as_tensor(row[key]) for row in rows]) for key in rows[0]}
+
+
+def train_dataloader(dataset: datasets.Dataset, batch_size: int, seed: int, num_workers: int = 0,
+                     class_weights: list[float] | None = None, labels: list[int] | None = None) -> DataLoader:
+    """Shuffled, drop_last; with `class_weights`, a weighted sampler that draws classes with those weights
+    (imbalanced lens finding). The DataLoader owns its generator so iterating never touches the global RNG."""
+    generator = torch.Generator().manual_seed(seed)
+    if class_weights is not None:
+        per_row = torch.tensor([class_weights[label] for label in labels], dtype=torch.double)
+        sampler = WeightedRandomSampler(per_row, num_samples=len(per_row), replacement=True, generator=generator)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
+                          collate_fn=_collate)
+    if len(dataset) < batch_size:
+        raise ValueError(f"the training split has {len(dataset)} rows, fewer than one batch of {batch_size}; "
+                         "lower --per_device_train_batch_size or add data.")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+                      num_workers=num_workers, collate_fn=_collate)
+
+
+def eval_dataloader(dataset: datasets.Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate)

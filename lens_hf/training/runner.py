@@ -1,0 +1,214 @@
+"""What every training script does around its model and loss: data, processor, optimizer, schedule, the loop,
+final evaluation, the run folder (model, processor, metrics, plots, card) and the Hub push.
+
+Run folder layout (`--output_dir`), loadable with `from_pretrained(output_dir)`:
+    config.json, model.safetensors, *.py (model code), preprocessor_config.json, README.md (model card),
+    metrics.json, run_config.json, plots/*.png, logs/ (tensorboard, train_log.jsonl), checkpoints/step_*/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import datasets
+
+from ..cards import render_model_card
+from ..hub import push_folder_to_hub
+from ..metrics import plots
+from ..metrics.functional import scalar_metrics
+from .accelerator import build_accelerator
+from .arguments import arguments_to_dict
+from .data import (
+    TASKS,
+    class_names,
+    dataset_config_name,
+    eval_dataloader,
+    evaluation_split,
+    image_shape,
+    load_task_dataset,
+    make_processor,
+    model_inputs,
+    train_dataloader,
+)
+from .evaluation import collect_outputs, compute_metrics, make_plots, reference_metrics
+from .loop import NonFiniteLossError, fit, read_train_log, total_training_steps
+from .optim import build_optimizer, scaled_learning_rate, warmup_cosine_schedule
+from .recipes import apply_recipe
+
+logger = logging.getLogger(__name__)
+
+PUSH_IGNORE = ["checkpoints/*", "logs/*"]
+
+
+@dataclass
+class DataInfo:
+    """What a script needs to know about the data to build its model."""
+
+    image_size: int
+    num_channels: int
+    class_names: list[str] | None
+    target_size: int | None  # HR side for super-resolution
+    dataset: datasets.DatasetDict
+
+
+def run_training(
+    *,
+    task: str,
+    recipe: str,
+    data_args,
+    model_args,
+    run_args,
+    build_model: Callable[[DataInfo, dict], object],
+    loss_fn: Callable,
+    extra_args=None,
+    class_weights_fn: Callable[[list[int], int], list[float]] | None = None,
+    card_description: str | None = None,
+) -> dict:
+    """Train, evaluate, save and (optionally) push. Returns the final metrics by split.
+
+    Args:
+        build_model: `(data_info, recipe_config) -> model`; `recipe_config` holds recipe values that belong to
+            the model config (e.g. `drop_path_rate`).
+        loss_fn: `(model, batch, generator) -> loss` (see `loop.fit`).
+        class_weights_fn: for imbalanced classification, `(train_labels, num_classes) -> per-class sampling
+            weights` for a weighted sampler.
+    """
+    recipe_config = apply_recipe(run_args, recipe)
+    argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
+    accelerator = build_accelerator(run_args, tracker_config=arguments_to_dict(*argument_objects), project_name=task)
+    output_dir = Path(run_args.output_dir)
+
+    with accelerator.main_process_first():
+        dataset = load_task_dataset(data_args, task)
+    spec = TASKS[task]
+    channels, height, _ = image_shape(dataset, spec.input_column)
+    info = DataInfo(
+        image_size=height,
+        num_channels=channels,
+        class_names=class_names(dataset) if task in ("classification", "lens_finding") else None,
+        target_size=image_shape(dataset, spec.target_column)[1] if spec.target_is_image else None,
+        dataset=dataset,
+    )
+    model = build_model(info, recipe_config)
+    if task == "super_resolution" and info.target_size != model.config.image_size * model.config.sr_scale:
+        raise ValueError(
+            f"the HR images are {info.target_size} px but the model maps {model.config.image_size} px to "
+            f"{model.config.image_size * model.config.sr_scale} px (image_size x sr_scale)."
+        )
+    processor = make_processor(data_args, model.config.image_size, model.config.num_channels)
+    views = {split: model_inputs(part, processor, task) for split, part in dataset.items()}
+    eval_split = evaluation_split(dataset)
+
+    weights = None
+    if class_weights_fn is not None:
+        labels = dataset["train"][spec.target_column]
+        weights = class_weights_fn(list(labels), len(info.class_names))
+    train_loader = train_dataloader(
+        views["train"], run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
+        class_weights=weights, labels=list(dataset["train"][spec.target_column]) if weights else None,
+    )
+    eval_loaders = {split: eval_dataloader(view, run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
+                    for split, view in views.items() if split != "train"}
+    if task == "pretraining":  # masked-patch error on seen vs held-out images, as MAE papers compare them
+        train_probe = dataset["train"].select(range(min(len(dataset["train"]), len(dataset[eval_split]))))
+        eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
+
+    total_batch = run_args.per_device_train_batch_size * accelerator.num_processes * run_args.gradient_accumulation_steps
+    learning_rate = run_args.learning_rate or scaled_learning_rate(run_args.base_learning_rate, total_batch)
+    optimizer = build_optimizer(model, run_args.optimizer, learning_rate, run_args.weight_decay, run_args.layer_decay,
+                                betas=(run_args.adam_beta1, run_args.adam_beta2))
+    total_steps = total_training_steps(run_args, len(train_loader) // accelerator.num_processes)
+    warmup_steps = int(round((run_args.warmup_ratio or 0.0) * total_steps))
+    scheduler = warmup_cosine_schedule(optimizer, warmup_steps, total_steps, run_args.min_lr_ratio)
+    accelerator.register_for_checkpointing(scheduler)
+
+    model, optimizer, train_loader, *prepared = accelerator.prepare(model, optimizer, train_loader, *eval_loaders.values())
+    eval_loaders = dict(zip(eval_loaders, prepared))
+
+    def evaluate_during_training(current_model) -> dict:
+        outputs = collect_outputs(accelerator, current_model, eval_loaders[eval_split], task, run_args.seed)
+        return scalar_metrics(compute_metrics(task, outputs, info.class_names))
+
+    run_record = {
+        **arguments_to_dict(*argument_objects),
+        "derived": {"learning_rate": learning_rate, "total_batch_size": total_batch, "total_steps": total_steps,
+                    "warmup_steps": warmup_steps, "num_processes": accelerator.num_processes, "recipe": recipe,
+                    "recipe_model_config": recipe_config},
+    }
+    try:
+        fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+            train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
+            evaluate_fn=evaluate_during_training)
+    except NonFiniteLossError as error:
+        accelerator.print(f"ERROR: {error}")
+        accelerator.end_training()
+        raise SystemExit(1) from None
+
+    metrics, references, figures = {}, {}, {}
+    for split in sorted(eval_loaders, key=lambda s: ("train", "validation", "test").index(s) if s in ("train", "validation", "test") else 9):
+        outputs = collect_outputs(accelerator, model, eval_loaders[split], task, run_args.seed)
+        metrics[split] = compute_metrics(task, outputs, info.class_names)
+        references.update(reference_metrics(task, outputs, split))
+        if accelerator.is_main_process and split != "train":
+            unwrapped = accelerator.unwrap_model(model)
+            figures.update(make_plots(task, outputs, metrics[split], output_dir / "plots", split,
+                                      patch_size=unwrapped.config.patch_size,
+                                      unpatchify=getattr(unwrapped, "unpatchify", None)))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_run_folder(accelerator.unwrap_model(model), processor, output_dir, task, metrics, references, figures,
+                        run_record, data_args, model_args, run_args, card_description)
+    accelerator.wait_for_everyone()
+    if run_args.push_to_hub and accelerator.is_main_process:
+        commit = push_folder_to_hub(output_dir, run_args.hub_model_id, token=run_args.hub_token,
+                                    private=run_args.hub_private_repo, ignore_patterns=PUSH_IGNORE,
+                                    commit_message=f"lens-hf {task} run")
+        accelerator.print(f"pushed {output_dir} to {commit}")
+    accelerator.end_training()
+    return metrics
+
+
+def save_run_folder(model, processor, output_dir: Path, task: str, metrics: dict, references: dict, figures: dict,
+                    run_record: dict, data_args, model_args, run_args, description: str | None) -> None:
+    """Model, processor, metrics.json, run_config.json, loss-curve plot and the model card (main process)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    (output_dir / "metrics.json").write_text(json.dumps(
+        {"task": task, "summary": {split: scalar_metrics(m) for split, m in metrics.items()},
+         "references": {name: scalar_metrics(m) for name, m in references.items()}, "full": metrics},
+        indent=2, default=float))
+    (output_dir / "run_config.json").write_text(json.dumps(run_record, indent=2, default=str))
+    log = read_train_log(output_dir)
+    steps = [r["step"] for r in log if "loss" in r]
+    if steps:
+        curves = {"train loss": (steps, [r["loss"] for r in log if "loss" in r])}
+        figures["Training loss"] = plots.plot_loss_curves(curves, output_dir / "plots" / "loss.png")
+    write_model_card(model, output_dir, task, metrics, references, figures, run_record, data_args, model_args,
+                     run_args.hub_model_id, description)
+
+
+def write_model_card(model, output_dir: Path, task: str, metrics: dict, references: dict, figures: dict,
+                     run_record: dict, data_args, model_args, hub_model_id: str | None, description: str | None) -> None:
+    dataset_id = data_args.dataset_name
+    config_name = dataset_config_name(data_args, task) or "default"
+    flat_args = {k: v for part in run_record.values() if isinstance(part, dict) for k, v in part.items()}
+    card = render_model_card(
+        repo_id=hub_model_id or output_dir.name,
+        task=task,
+        config=model.config,
+        training_args=flat_args,
+        dataset={"id": dataset_id, "name": f"{dataset_id} ({config_name})", "config": config_name},
+        metrics={split: m for split, m in metrics.items() if split != "train"} if task != "pretraining" else metrics,
+        plots={caption: Path(path) for caption, path in figures.items()},
+        base_model=model_args.model_name_or_path,
+        reference_metrics=references or None,
+        card_dir=output_dir,
+        description=description,
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+    card.save(output_dir / "README.md")
