@@ -246,14 +246,15 @@ def regression_metrics(predictions, references) -> dict:
 
 
 # -- images: super-resolution --------------------------------------------------------------------
-def _images(values, name: str) -> np.ndarray:
+def image_batch(values, name: str, require_finite: bool = True) -> np.ndarray:
     """(N, H, W) or (N, C, H, W) -> (N, C, H, W) float64."""
     images = to_numpy(values, name)
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
         raise ValueError(f"`{name}` must be a batch of images (N, H, W) or (N, C, H, W), got shape {images.shape}.")
-    _check_finite(images, name)
+    if require_finite:
+        _check_finite(images, name)
     return images
 
 
@@ -278,7 +279,7 @@ def ssim_per_image(predictions, references, data_range: float = 1.0, window_size
     use_sample_covariance=False, data_range=...): the SSIM map is averaged over the pixels whose
     whole window lies inside the image.
     """
-    x, y = _images(predictions, "predictions"), _images(references, "references")
+    x, y = image_batch(predictions, "predictions"), image_batch(references, "references")
     if x.shape != y.shape:
         raise ValueError(f"`predictions` {x.shape} and `references` {y.shape} must have the same shape.")
     if min(x.shape[-2:]) < window_size:
@@ -298,7 +299,7 @@ def super_resolution_metrics(predictions, references, data_range: float = 1.0) -
 
     PSNR is computed per image, 10·log10(data_range² / MSE), then averaged (an exact image gives inf).
     """
-    x, y = _images(predictions, "predictions"), _images(references, "references")
+    x, y = image_batch(predictions, "predictions"), image_batch(references, "references")
     if x.shape != y.shape:
         raise ValueError(f"`predictions` {x.shape} and `references` {y.shape} must have the same shape.")
     mse_per_image = np.mean((x - y) ** 2, axis=(1, 2, 3))
@@ -316,7 +317,7 @@ def bicubic_upsample(low_resolution, size: tuple[int, int], data_range: float = 
     """Bicubic upsampling (torch, a = -0.75, align_corners=False) to `size`, clipped to [0, data_range]."""
     import torch
 
-    images = _images(low_resolution, "low_resolution")
+    images = image_batch(low_resolution, "low_resolution")
     upsampled = torch.nn.functional.interpolate(torch.from_numpy(images), size=tuple(size), mode="bicubic",
                                                 align_corners=False)
     return upsampled.clamp(0.0, data_range).numpy()
@@ -327,8 +328,8 @@ def bicubic_baseline_metrics(low_resolution, references, data_range: float = 1.0
 
     The baseline every SR model must beat; reported beside the model's own numbers.
     """
-    targets = _images(references, "references")
-    lr = _images(low_resolution, "low_resolution")
+    targets = image_batch(references, "references")
+    lr = image_batch(low_resolution, "low_resolution")
     _check_same_length(lr, targets, "low_resolution", "references")
     if lr.shape[1] != targets.shape[1]:
         raise ValueError(f"`low_resolution` has {lr.shape[1]} channel(s), `references` {targets.shape[1]}.")

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lens_hf.metrics.functional import trapezoid, regression_metrics, to_numpy
+from lens_hf.metrics.functional import image_batch, regression_metrics, to_numpy, trapezoid
 
 DPI = 100
 IMAGE_CMAP = "magma"
@@ -36,14 +36,9 @@ def _save(figure: Figure, path) -> Path:
     return path
 
 
-def _image_batch(images, name: str) -> np.ndarray:
-    """(N, H, W) or (N, C, H, W) -> (N, C, H, W)."""
-    array = to_numpy(images, name)
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.ndim != 4:
-        raise ValueError(f"`{name}` must be images (N, H, W) or (N, C, H, W), got shape {array.shape}.")
-    return array
+def _plot_images(images, name: str) -> np.ndarray:
+    """Images to draw: NaN is allowed (masked patches are drawn blank)."""
+    return image_batch(images, name, require_finite=False)
 
 
 def _displayable(image: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -172,10 +167,10 @@ def plot_sr_grid(low_resolution, bicubic, super_resolved, high_resolution, path,
                  title: str = "Super-resolution") -> Path:
     """Rows of LR | bicubic | SR | HR for the first `num_examples` images."""
     return _image_grid({
-        "LR": _image_batch(low_resolution, "low_resolution"),
-        "bicubic": _image_batch(bicubic, "bicubic"),
-        "SR": _image_batch(super_resolved, "super_resolved"),
-        "HR": _image_batch(high_resolution, "high_resolution"),
+        "LR": _plot_images(low_resolution, "low_resolution"),
+        "bicubic": _plot_images(bicubic, "bicubic"),
+        "SR": _plot_images(super_resolved, "super_resolved"),
+        "HR": _plot_images(high_resolution, "high_resolution"),
     }, path, num_examples, title)
 
 
@@ -184,7 +179,7 @@ def mask_patches(images, mask, patch_size: int) -> np.ndarray:
 
     Patches are numbered row-major over the (H / patch, W / patch) grid, as ViTMAE's `patchify`.
     """
-    batch = _image_batch(images, "images")
+    batch = _plot_images(images, "images")
     hidden = to_numpy(mask, "mask")
     n, _, height, width = batch.shape
     if height % patch_size or width % patch_size:
@@ -199,11 +194,11 @@ def mask_patches(images, mask, patch_size: int) -> np.ndarray:
 def plot_reconstruction_grid(inputs, mask, reconstructions, patch_size: int, path, num_examples: int = 4,
                              title: str = "Masked autoencoder reconstruction") -> Path:
     """Rows of input | masked input (what the encoder saw) | reconstruction."""
-    images = _image_batch(inputs, "inputs")
+    images = _plot_images(inputs, "inputs")
     return _image_grid({
         "input": images,
         "masked": mask_patches(images, mask, patch_size),
-        "reconstruction": _image_batch(reconstructions, "reconstructions"),
+        "reconstruction": _plot_images(reconstructions, "reconstructions"),
     }, path, num_examples, title)
 
 
