@@ -235,3 +235,22 @@ def test_serve_picks_a_free_port_and_shuts_down(tmp_path):
         server.shutdown()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.url + "/api/whoami-v2", timeout=2)
+
+
+def test_branches_and_repo_deletion(local_hub, api):
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api.create_repo("org/hub-branches", repo_type="dataset")
+    api.create_branch("org/hub-branches", branch="v1", repo_type="dataset")
+    with pytest.raises(HfHubHTTPError, match="409"):
+        api.create_branch("org/hub-branches", branch="v1", repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"on v1", path_in_repo="x.txt", repo_id="org/hub-branches",
+                    repo_type="dataset", revision="v1")
+    assert open(hf_hub_download("org/hub-branches", "x.txt", repo_type="dataset", revision="v1")).read() == "on v1"
+    assert "x.txt" not in api.list_repo_files("org/hub-branches", repo_type="dataset")
+    refs = api.list_repo_refs("org/hub-branches", repo_type="dataset")
+    assert sorted(b.name for b in refs.branches) == ["main", "v1"]
+    api.delete_repo("org/hub-branches", repo_type="dataset")
+    assert not api.repo_exists("org/hub-branches", repo_type="dataset")
+    assert not (local_hub.root / "datasets" / "org" / "hub-branches").exists()
