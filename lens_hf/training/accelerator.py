@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 
+import torch
+
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
@@ -20,7 +22,9 @@ def build_accelerator(run_args, tracker_config: dict | None = None, project_name
     if run_args.gradient_accumulation_steps < 1:
         raise ValueError(f"gradient_accumulation_steps must be >= 1, got {run_args.gradient_accumulation_steps}")
     accelerator = Accelerator(
-        cpu=run_args.cpu,
+        # Without an accelerator, cpu=True is what makes `accelerate launch --multi_gpu --num_processes N` start
+        # N gloo ranks (DistributedType.MULTI_CPU) instead of N independent single-process runs.
+        cpu=run_args.cpu or not has_accelerator_device(),
         mixed_precision=run_args.mixed_precision,
         gradient_accumulation_steps=run_args.gradient_accumulation_steps,
         log_with=None if run_args.report_to == "none" else run_args.report_to,
@@ -36,6 +40,10 @@ def build_accelerator(run_args, tracker_config: dict | None = None, project_name
     if run_args.report_to != "none":
         accelerator.init_trackers(run_args.run_name or project_name, config=_flat_hparams(tracker_config or {}))
     return accelerator
+
+
+def has_accelerator_device() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
 
 
 def _flat_hparams(config: dict, prefix: str = "") -> dict:

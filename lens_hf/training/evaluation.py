@@ -19,6 +19,20 @@ PREDICTION_KEY = {
 }
 
 
+def load_saved_model(path, trust_remote_code: bool = False):
+    """The LensMAE class a saved folder (or Hub id) was trained as, read off `config.architectures`."""
+    from transformers import AutoConfig
+
+    from ..models.lens_mae import modeling_lens_mae
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    architecture = (config.architectures or ["LensMAEForPreTraining"])[0]
+    model_class = getattr(modeling_lens_mae, architecture, None)
+    if model_class is None:
+        raise ValueError(f"{path}: architecture {architecture!r} is not a LensMAE model")
+    return model_class.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
 def task_of(model) -> str:
     """The task of a LensMAE model (pretraining, super_resolution, regression, lens_finding, classification)."""
     name = type(model).__name__

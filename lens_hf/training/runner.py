@@ -148,16 +148,8 @@ def run_training(
         accelerator.end_training()
         raise SystemExit(1) from None
 
-    metrics, references, figures = {}, {}, {}
-    for split in sorted(eval_loaders, key=lambda s: ("train", "validation", "test").index(s) if s in ("train", "validation", "test") else 9):
-        outputs = collect_outputs(accelerator, model, eval_loaders[split], task, run_args.seed)
-        metrics[split] = compute_metrics(task, outputs, info.class_names)
-        references.update(reference_metrics(task, outputs, split))
-        if accelerator.is_main_process and split != "train":
-            unwrapped = accelerator.unwrap_model(model)
-            figures.update(make_plots(task, outputs, metrics[split], output_dir / "plots", split,
-                                      patch_size=unwrapped.config.patch_size,
-                                      unpatchify=getattr(unwrapped, "unpatchify", None)))
+    metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
+                                                   info.class_names, output_dir / "plots")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_run_folder(accelerator.unwrap_model(model), processor, output_dir, task, metrics, references, figures,
@@ -172,43 +164,80 @@ def run_training(
     return metrics
 
 
+def evaluate_splits(accelerator, model, loaders: dict, task: str, seed: int, names, plots_dir: Path):
+    """Metrics of every split in `loaders` (train/validation/test order), baselines, and plots (main process
+    draws; the train split gets numbers only)."""
+    order = {"train": 0, "validation": 1, "test": 2}
+    metrics, references, figures = {}, {}, {}
+    unwrapped = accelerator.unwrap_model(model)
+    for split in sorted(loaders, key=lambda s: order.get(s, 9)):
+        outputs = collect_outputs(accelerator, model, loaders[split], task, seed)
+        metrics[split] = compute_metrics(task, outputs, names)
+        references.update(reference_metrics(task, outputs, split))
+        if accelerator.is_main_process and split != "train":
+            figures.update(make_plots(task, outputs, metrics[split], plots_dir, split,
+                                      patch_size=unwrapped.config.patch_size,
+                                      unpatchify=getattr(unwrapped, "unpatchify", None)))
+    return metrics, references, figures
+
+
 def save_run_folder(model, processor, output_dir: Path, task: str, metrics: dict, references: dict, figures: dict,
                     run_record: dict, data_args, model_args, run_args, description: str | None) -> None:
     """Model, processor, metrics.json, run_config.json, loss-curve plot and the model card (main process)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(
-        {"task": task, "summary": {split: scalar_metrics(m) for split, m in metrics.items()},
-         "references": {name: scalar_metrics(m) for name, m in references.items()}, "full": metrics},
-        indent=2, default=float))
-    (output_dir / "run_config.json").write_text(json.dumps(run_record, indent=2, default=str))
     log = read_train_log(output_dir)
     steps = [r["step"] for r in log if "loss" in r]
     if steps:
         curves = {"train loss": (steps, [r["loss"] for r in log if "loss" in r])}
         figures["Training loss"] = plots.plot_loss_curves(curves, output_dir / "plots" / "loss.png")
-    write_model_card(model, output_dir, task, metrics, references, figures, run_record, data_args, model_args,
-                     run_args.hub_model_id, description)
+    run_record = {**run_record, "task": task, "base_model": model_args.model_name_or_path,
+                  "dataset": {"id": data_args.dataset_name, "config": dataset_config_name(data_args, task) or "default"},
+                  "description": description}
+    (output_dir / "run_config.json").write_text(json.dumps(run_record, indent=2, default=str))
+    write_metrics(output_dir, task, metrics, references, figures)
+    refresh_model_card(output_dir, model, repo_id=run_args.hub_model_id)
 
 
-def write_model_card(model, output_dir: Path, task: str, metrics: dict, references: dict, figures: dict,
-                     run_record: dict, data_args, model_args, hub_model_id: str | None, description: str | None) -> None:
-    dataset_id = data_args.dataset_name
-    config_name = dataset_config_name(data_args, task) or "default"
+def write_metrics(output_dir: Path, task: str, metrics: dict, references: dict, figures: dict) -> None:
+    """Merge into `metrics.json`: per-split scalar summaries, full results (curves, matrices), baselines, and the
+    plots (caption -> path relative to the run folder) the card shows."""
+    path = output_dir / "metrics.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record["task"] = task
+    for key, new in (("summary", {s: scalar_metrics(m) for s, m in metrics.items()}), ("full", metrics),
+                     ("references", {n: scalar_metrics(m) for n, m in references.items()}),
+                     ("plots", {c: str(Path(p).resolve().relative_to(output_dir.resolve())) for c, p in figures.items()})):
+        record[key] = {**record.get(key, {}), **new}
+    path.write_text(json.dumps(record, indent=2, default=float))
+
+
+def refresh_model_card(output_dir: Path, model, repo_id: str | None = None) -> Path:
+    """(Re)write README.md from the folder's run_config.json and metrics.json, e.g. after scripts/evaluate.py
+    added a split or before scripts/push_to_hub.py publishes under a new repo id."""
+    output_dir = Path(output_dir)
+    run_record = json.loads((output_dir / "run_config.json").read_text()) if (output_dir / "run_config.json").exists() else {}
+    record = json.loads((output_dir / "metrics.json").read_text())
+    task = record["task"]
+    dataset = run_record.get("dataset") or {"id": "unknown", "config": "default"}
     flat_args = {k: v for part in run_record.values() if isinstance(part, dict) for k, v in part.items()}
+    shown = record.get("full", {})
+    if task != "pretraining":  # the training split is reported for pretraining (train vs held-out error) only
+        shown = {split: m for split, m in shown.items() if split != "train"}
     card = render_model_card(
-        repo_id=hub_model_id or output_dir.name,
+        repo_id=repo_id or output_dir.name,
         task=task,
         config=model.config,
         training_args=flat_args,
-        dataset={"id": dataset_id, "name": f"{dataset_id} ({config_name})", "config": config_name},
-        metrics={split: m for split, m in metrics.items() if split != "train"} if task != "pretraining" else metrics,
-        plots={caption: Path(path) for caption, path in figures.items()},
-        base_model=model_args.model_name_or_path,
-        reference_metrics=references or None,
+        dataset={"id": dataset["id"], "name": f"{dataset['id']} ({dataset['config']})", "config": dataset["config"]},
+        metrics=shown,
+        plots={caption: output_dir / rel for caption, rel in record.get("plots", {}).items()},
+        base_model=run_record.get("base_model"),
+        reference_metrics=record.get("references") or None,
         card_dir=output_dir,
-        description=description,
+        description=run_record.get("description"),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
     card.save(output_dir / "README.md")
+    return output_dir / "README.md"

@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Evaluate a saved LensMAE model on a dataset split: metrics.json, plots, and a refreshed model card.
+
+    python scripts/evaluate.py --model_name_or_path outputs/lens-mae-classifier --split test
+    accelerate launch scripts/evaluate.py --model_name_or_path outputs/lens-sr --dataset_name lens_sr \
+        --data_dir ~/data/sr --split validation
+
+The task (pretraining, classification, lens finding, regression, super-resolution) is read off the model.
+Results are merged into <output_dir>/metrics.json (default: the model folder) under the split's name.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from transformers import AutoImageProcessor
+
+import lens_hf  # noqa: F401  (registers the Auto classes)
+from lens_hf.training import DataArguments, RunArguments, build_accelerator, parse_arguments
+from lens_hf.training.data import class_names, eval_dataloader, load_task_dataset, make_processor, model_inputs
+from lens_hf.training.evaluation import load_saved_model, task_of
+from lens_hf.training.runner import evaluate_splits, refresh_model_card, write_metrics
+
+
+@dataclass
+class EvaluateArguments:
+    model_name_or_path: str = field(metadata={"help": "A saved run folder or Hub id."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate (train, validation, test)."})
+    output_dir: Optional[str] = field(default=None, metadata={"help": "Where metrics/plots/card go (default: the "
+                                                              "model folder when it is local)."})
+    per_device_eval_batch_size: int = field(default=128)
+    seed: int = field(default=0, metadata={"help": "Seed of the fixed evaluation masks (pretraining)."})
+    refresh_card: bool = field(default=True, metadata={"help": "Re-render README.md with the new numbers."})
+    trust_remote_code: bool = field(default=False)
+
+
+def main(argv=None):
+    data_args, args = parse_arguments((DataArguments, EvaluateArguments), argv)
+    output_dir = Path(args.output_dir or args.model_name_or_path)
+    if not output_dir.is_dir() and args.output_dir is None:
+        raise SystemExit(f"{args.model_name_or_path} is not a local folder: pass --output_dir for the results.")
+    accelerator = build_accelerator(RunArguments(output_dir=str(output_dir), seed=args.seed, report_to="none"))
+    model = load_saved_model(args.model_name_or_path, args.trust_remote_code)
+    task = task_of(model)
+    with accelerator.main_process_first():
+        dataset = load_task_dataset(data_args, task)
+    if args.split not in dataset:
+        raise SystemExit(f"split {args.split!r} not in the dataset (splits: {list(dataset)})")
+    try:
+        processor = AutoImageProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    except OSError:
+        processor = make_processor(data_args, model.config.image_size, model.config.num_channels)
+    loader = eval_dataloader(model_inputs(dataset[args.split], processor, task), args.per_device_eval_batch_size,
+                             data_args.dataloader_num_workers)
+    model, loader = accelerator.prepare(model, loader)
+    names = class_names(dataset) if task in ("classification", "lens_finding") else None
+    metrics, references, figures = evaluate_splits(accelerator, model, {args.split: loader}, task, args.seed, names,
+                                                   output_dir / "plots")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_metrics(output_dir, task, metrics, references, figures)
+        if args.refresh_card:
+            repo_id = None if Path(args.model_name_or_path).is_dir() else args.model_name_or_path
+            refresh_model_card(output_dir, accelerator.unwrap_model(model), repo_id=repo_id)
+        summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
+        accelerator.print(json.dumps({"task": task, "split": args.split, **summary}, indent=2))
+    accelerator.end_training()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
