@@ -115,3 +115,15 @@ def test_missing_image_column_is_named():
     transform = LensTrainingTransform(image_column="lr")
     with pytest.raises(KeyError, match="reads column 'lr'; the batch has \\['image'\\]"):
         transform({"image": [np.zeros((1, 2, 2))]})
+
+
+def test_collate_on_numpy_format_equals_the_set_transform_path(small_dataset):
+    processor = LensImageProcessor(size=12, normalization="minmax")
+    transform = LensTrainingTransform(processor, augment=False)
+    via_transform = next(iter(torch.utils.data.DataLoader(small_dataset["train"].with_transform(transform), batch_size=10)))
+    via_collate = next(iter(torch.utils.data.DataLoader(
+        small_dataset["train"].with_format("numpy"), batch_size=10, collate_fn=transform.collate
+    )))
+    torch.testing.assert_close(via_collate["pixel_values"], via_transform["pixel_values"])
+    assert via_collate["labels"].tolist() == via_transform["labels"].tolist()
+    assert via_collate["labels"].dtype == torch.int64

@@ -88,8 +88,22 @@ class LensTrainingTransform:
         if self.target_column is not None:
             output["labels"] = torch.from_numpy(np.ascontiguousarray(arrays[1]))
         elif self.label_column is not None and self.label_column in batch:
-            output["labels"] = torch.as_tensor(batch[self.label_column])
+            labels = np.asarray(batch[self.label_column])
+            # float32 regression targets (Python floats would come out float64), int64 class ids
+            output["labels"] = torch.from_numpy(labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64))
         return output
+
+    def collate(self, rows: list[dict]) -> dict:
+        """The same transform as a DataLoader `collate_fn` over a numpy-formatted dataset.
+
+        `set_transform` hands the transform Python lists (datasets' custom formatter extracts
+        rows as Python objects); reading numpy instead skips that conversion, about 6x faster
+        for 150x150 images (docs/datasets.md). Use it where data loading would otherwise
+        limit a fast accelerator:
+        `DataLoader(ds.with_format("numpy"), batch_size=64, collate_fn=transform.collate)`.
+        """
+        columns = [c for c in (self.image_column, self.target_column, self.label_column) if c is not None and c in rows[0]]
+        return self({column: np.stack([row[column] for row in rows]) for column in columns})
 
 
 def with_training_transforms(
