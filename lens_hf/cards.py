@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -158,15 +159,23 @@ def _metric_table(task: TaskSpec, metrics: Mapping[str, Mapping], reference_metr
     return {"columns": list(columns), "rows": rows, "notes": notes}
 
 
+def _hub_dataset_id(dataset_id: str) -> str | None:
+    """`dataset_id` when it names a Hub dataset ("namespace/name"), None for a local folder."""
+    looks_like_hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", dataset_id) is not None
+    return dataset_id if looks_like_hub_id and not Path(dataset_id).exists() else None
+
+
 def _eval_results(task: TaskSpec, metrics: Mapping[str, Mapping], dataset: Mapping[str, Any]) -> list[EvalResult]:
+    """The headline metrics per split; a local dataset is named by its folder name (no local paths in public)."""
+    dataset_type = _hub_dataset_id(dataset["id"]) or Path(dataset["id"]).name
     results = []
     for split, result in metrics.items():
         flat = scalar_metrics(result)
         for key, display in task.headline_metrics:
             if key in flat and math.isfinite(flat[key]):
                 results.append(EvalResult(
-                    task_type=task.eval_task_type, task_name=task.title, dataset_type=dataset["id"],
-                    dataset_name=dataset.get("name", dataset["id"]), dataset_config=dataset.get("config"),
+                    task_type=task.eval_task_type, task_name=task.title, dataset_type=dataset_type,
+                    dataset_name=dataset.get("name", dataset_type), dataset_config=dataset.get("config"),
                     dataset_split=split, metric_type=key, metric_name=display, metric_value=round(flat[key], 6),
                 ))
     return results
@@ -248,13 +257,14 @@ def render_model_card(
     template_path = project_resource(f"{TEMPLATE_DIR}/{template}", f"the model card template {template!r}")
 
     model_name = repo_id.split("/")[-1]
+    hub_dataset = _hub_dataset_id(dataset["id"])
     eval_results = _eval_results(spec, metrics, dataset)
     card_data = ModelCardData(
         license=license,
         library_name="transformers",
         pipeline_tag=spec.pipeline_tag,
         tags=sorted(set(DEFAULT_TAGS) | {task.replace("_", "-")} | set(tags)),
-        datasets=[dataset["id"]],
+        datasets=[hub_dataset] if hub_dataset else None,
         base_model=base_model,
         model_name=model_name,
         eval_results=eval_results or None,
@@ -264,7 +274,7 @@ def render_model_card(
     num_labels = config_dict.get("num_labels") or len(config_dict.get("id2label") or {})  # to_dict() omits it
     if task == "lens_finding" and num_labels == 1:
         usage = "lens_probability = float(outputs.logits.sigmoid()[0, 0])"
-    dataset_name = dataset.get("name", dataset["id"])
+    dataset_name = dataset.get("name", hub_dataset or Path(dataset["id"]).name)
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
@@ -280,8 +290,7 @@ def render_model_card(
         base_model=base_model,
         base_model_url=f"https://huggingface.co/{base_model}" if base_model else None,
         dataset={"name": dataset_name, "config": dataset.get("config"),
-                 "url": dataset.get("url") or (f"https://huggingface.co/datasets/{dataset['id']}"
-                                               if "/" in dataset["id"] and not Path(dataset["id"]).exists()
+                 "url": dataset.get("url") or (f"https://huggingface.co/datasets/{hub_dataset}" if hub_dataset
                                                else None)},
         example_file="lens.npy",
         metric_table=_metric_table(spec, metrics, reference_metrics or {}),

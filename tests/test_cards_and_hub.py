@@ -241,3 +241,16 @@ def test_ignored_files_are_neither_checked_nor_uploaded(local_hub, tmp_path, mod
     assert not any(f.startswith("checkpoint") for f in HfApi().list_repo_files("org/lens-clf-ignored"))
     with pytest.raises(ModelFolderError, match="does not exist"):
         check_model_folder(tmp_path / "nowhere")
+
+
+def test_a_local_dataset_path_never_reaches_the_card(tmp_path):
+    data_dir = tmp_path / "private" / "exported-sim"
+    data_dir.mkdir(parents=True)
+    card = render_model_card(repo_id="org/r", task="regression", config=_tiny_config(num_labels=1),
+                             training_args={}, dataset={"id": str(data_dir)},
+                             metrics={"test": functional.regression_metrics([1.0, 2.0], [1.1, 2.1])})
+    card.save(tmp_path / "README.md")
+    text = (tmp_path / "README.md").read_text()
+    assert str(tmp_path) not in text and "exported-sim" in text
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.datasets is None and data.eval_results[0].dataset_type == "exported-sim"
