@@ -1,0 +1,275 @@
+"""simulate() and render(): metadata -> images, batched over images on any torch device.
+
+simulate() draws each image's parameters (presets.py), stores them as metadata and renders
+from that stored metadata, so render(preset, metadata) gives back the same bytes (noise
+included: it is keyed by the stored seed and index).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import noise as noise_models
+from .optics import gaussian_blur, gaussian_kernel_1d, pixel_grid, unpad_to_image
+from .presets import SimulationPreset
+from .profiles import (line_mass_deflection, point_mass_deflection, sersic_ellipse, shear_deflection,
+                       sie_deflection, vortex_points_deflection)
+from .rng import check_seed, image_keys
+
+# Keys every metadata dict holds, by shape: (N,), (N, bands), (N, max_subhalos).
+PER_IMAGE_KEYS = (
+    "einstein_radius_arcsec", "lens_e1", "lens_e2", "lens_center_x", "lens_center_y",
+    "shear_gamma1", "shear_gamma2", "deflection_scale",
+    "source_center_x", "source_center_y", "source_r_sersic", "source_n_sersic", "source_e1", "source_e2",
+    "source_lensed", "lens_light_r_sersic", "lens_light_n_sersic", "lens_light_e1", "lens_light_e2",
+    "vortex_theta_e", "vortex_angle", "vortex_half_length", "vortex_center_x", "vortex_center_y",
+    "log10_m_axion", "exposure_time", "pixel_scale_arcsec",
+)
+PER_BAND_KEYS = ("source_amplitude", "lens_light_amplitude", "psf_fwhm_arcsec")
+PER_SUBHALO_KEYS = ("subhalo_x", "subhalo_y", "subhalo_theta_e", "subhalo_mass_msun")
+INTEGER_KEYS = ("index", "seed", "label")
+# Metadata that may legitimately be NaN (no axion in the image).
+_NAN_ALLOWED = ("log10_m_axion",)
+_NON_NEGATIVE = ("einstein_radius_arcsec", "source_r_sersic", "source_n_sersic", "lens_light_r_sersic",
+                 "lens_light_n_sersic", "vortex_theta_e", "vortex_half_length", "exposure_time",
+                 "pixel_scale_arcsec", "source_amplitude", "lens_light_amplitude", "psf_fwhm_arcsec",
+                 "subhalo_theta_e", "subhalo_mass_msun")
+# Render in slices of at most this many (image x deflector x pixel) values, to bound memory.
+_ELEMENT_BUDGET = 1 << 23
+
+
+@dataclass
+class SimulationResult:
+    """What simulate() returns. images/targets are on the CPU; metadata tensors too."""
+
+    images: torch.Tensor  # (N, C, H, W)
+    labels: Optional[torch.Tensor]  # (N,) int64, None for unlabelled presets
+    class_names: Optional[list]
+    targets: Optional[torch.Tensor]  # sr_pairs: (N, 1, H_hr, W_hr); else None
+    metadata: dict
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _check_device_dtype(device, dtype) -> torch.device:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    return torch.device(device)
+
+
+def _check_preset(preset) -> None:
+    if not isinstance(preset, SimulationPreset):
+        raise TypeError(f"expected a simulation preset (get_preset(name)), got {type(preset).__name__}")
+    preset.validate()
+
+
+def validate_metadata(preset: SimulationPreset, metadata: dict) -> int:
+    """Raise ValueError naming the first missing, misshapen or invalid metadata entry; return N."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict of tensors, got {type(metadata).__name__}")
+    required = PER_IMAGE_KEYS + PER_BAND_KEYS + PER_SUBHALO_KEYS + INTEGER_KEYS
+    missing = [key for key in required if key not in metadata]
+    if missing:
+        raise ValueError(f"metadata is missing {missing}")
+    count = int(torch.as_tensor(metadata["index"]).shape[0])
+    bands = len(preset.bands)
+    for key in required:
+        value = torch.as_tensor(metadata[key])
+        if key in PER_BAND_KEYS:
+            expected = (count, bands)
+        elif key in PER_SUBHALO_KEYS:
+            expected = (count, int(value.shape[1]) if value.dim() == 2 else -1)
+        else:
+            expected = (count,)
+        if tuple(value.shape) != expected:
+            raise ValueError(f"metadata[{key!r}]: expected shape {expected}, got {tuple(value.shape)}")
+        if key in INTEGER_KEYS:
+            continue
+        finite = torch.isfinite(value) | (torch.isnan(value) if key in _NAN_ALLOWED else False)
+        if not bool(finite.all()):
+            raise ValueError(f"metadata[{key!r}] holds non-finite values")
+        if key in _NON_NEGATIVE and bool((value < 0).any()):
+            raise ValueError(f"metadata[{key!r}] must be >= 0 (negative mass, size or flux)")
+    for prefix in ("lens", "source", "lens_light"):
+        e1, e2 = torch.as_tensor(metadata[f"{prefix}_e1"]), torch.as_tensor(metadata[f"{prefix}_e2"])
+        if bool((torch.sqrt(e1 * e1 + e2 * e2) >= 1).any()):
+            raise ValueError(f"metadata[{prefix}_e1/{prefix}_e2]: |e| >= 1 means axis ratio q <= 0; need q in (0, 1]")
+    widths = {torch.as_tensor(metadata[key]).shape[1] for key in PER_SUBHALO_KEYS}
+    if len(widths) != 1:
+        raise ValueError(f"metadata subhalo arrays {PER_SUBHALO_KEYS} must share one width, got {sorted(widths)}")
+    return count
+
+
+def _column(values: torch.Tensor, rows, dtype) -> torch.Tensor:
+    return values[rows].to(dtype)[:, None]
+
+
+def _deflection(preset, meta, x, y, dtype):
+    """(B, P) deflection of the main lens, shear, subhalos and vortex."""
+    col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
+    alpha_x, alpha_y = sie_deflection(x, y, col("einstein_radius_arcsec"), col("lens_e1"), col("lens_e2"),
+                                      col("lens_center_x"), col("lens_center_y"))
+    shear_x, shear_y = shear_deflection(x, y, col("shear_gamma1"), col("shear_gamma2"))
+    alpha_x, alpha_y = alpha_x + shear_x, alpha_y + shear_y
+
+    theta = meta["subhalo_theta_e"]
+    # Images without subhalos add nothing; skipping them gives the same bytes.
+    rows = torch.nonzero((theta > 0).any(dim=1)).squeeze(1)
+    if rows.numel():
+        sub_x, sub_y = point_mass_deflection(x, y, theta[rows].to(dtype), meta["subhalo_x"][rows].to(dtype),
+                                             meta["subhalo_y"][rows].to(dtype))
+        alpha_x[rows] = alpha_x[rows] + sub_x
+        alpha_y[rows] = alpha_y[rows] + sub_y
+
+    rows = torch.nonzero(meta["vortex_theta_e"] > 0).squeeze(1)
+    if rows.numel():
+        args = [_column(meta[key], rows, dtype) for key in
+                ("vortex_theta_e", "vortex_angle", "vortex_half_length", "vortex_center_x", "vortex_center_y")]
+        if preset.vortex_model == "points":
+            vortex_x, vortex_y = vortex_points_deflection(x, y, *args, n_points=preset.vortex_points)
+        else:
+            vortex_x, vortex_y = line_mass_deflection(x, y, *args)
+        alpha_x[rows] = alpha_x[rows] + vortex_x
+        alpha_y[rows] = alpha_y[rows] + vortex_y
+    return alpha_x, alpha_y
+
+
+def _surface_brightness(preset, meta, dtype, target: bool):
+    """(B, C, H, W) noiseless flux per pixel before the PSF."""
+    size, scale, supersampling = preset.grid(target)
+    device = meta["index"].device
+    x, y = pixel_grid(size, scale, supersampling, dtype=dtype, device=device)
+    col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
+    alpha_x, alpha_y = _deflection(preset, meta, x, y, dtype)
+    lensed = meta["source_lensed"][:, None] > 0.5
+    source_x = torch.where(lensed, x - alpha_x, x.expand_as(alpha_x))
+    source_y = torch.where(lensed, y - alpha_y, y.expand_as(alpha_y))
+    source = sersic_ellipse(source_x, source_y, 1.0, col("source_r_sersic"), col("source_n_sersic"),
+                            col("source_e1"), col("source_e2"), col("source_center_x"), col("source_center_y"))
+    light = source[:, None, :] * meta["source_amplitude"].to(dtype)[:, :, None]
+    if bool((meta["lens_light_amplitude"] > 0).any()):
+        galaxy = sersic_ellipse(x, y, 1.0, col("lens_light_r_sersic"), col("lens_light_n_sersic"),
+                                col("lens_light_e1"), col("lens_light_e2"), col("lens_center_x"),
+                                col("lens_center_y"))
+        light = light + galaxy[:, None, :] * meta["lens_light_amplitude"].to(dtype)[:, :, None]
+    return unpad_to_image(light, size, supersampling) * (scale * scale)
+
+
+def _render_slice(preset, meta, dtype, target: bool, with_noise: bool) -> torch.Tensor:
+    size, scale, _ = preset.grid(target)
+    images = _surface_brightness(preset, meta, dtype, target)
+    taps = gaussian_kernel_1d(meta["psf_fwhm_arcsec"], scale, preset.psf_truncation)
+    images = gaussian_blur(images, taps)
+    if preset.double_model:
+        images = images + images
+    if with_noise and preset.noise and not target:
+        keys = image_keys(meta["seed"], meta["index"])
+        if preset.noise_model == "model_i":
+            images = noise_models.model_i_counts(images, meta["exposure_time"], preset.background_rms, keys)
+        else:
+            sigma = preset.band_background_sigma(meta["exposure_time"])
+            images = images + noise_models.instrument_noise(images, meta["exposure_time"], sigma, keys)
+    if preset.normalize == "minmax":
+        flat = images.reshape(images.shape[0], -1)
+        low = flat.min(dim=1).values[:, None, None, None]
+        high = flat.max(dim=1).values[:, None, None, None]
+        images = (images - low) / torch.clamp(high - low, min=torch.finfo(images.dtype).tiny)
+    return images
+
+
+def _slice_size(preset, meta_count: int, target: bool, subhalo_width: int) -> int:
+    size, _, supersampling = preset.grid(target)
+    pixels = (size * supersampling) ** 2 * max(1, len(preset.bands))
+    deflectors = max(subhalo_width, preset.vortex_points if preset.vortex_model == "points" else 0, 1) + 16
+    return max(1, min(meta_count, _ELEMENT_BUDGET // (pixels * deflectors)))
+
+
+def _render_batch(preset, meta: dict, dtype, target: bool, with_noise: bool = True) -> torch.Tensor:
+    count = meta["index"].shape[0]
+    step = _slice_size(preset, count, target, meta["subhalo_theta_e"].shape[1])
+    parts = []
+    for start in range(0, count, step):
+        part = {key: value[start : start + step] for key, value in meta.items()}
+        parts.append(_render_slice(preset, part, dtype, target, with_noise))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _progress(total: int, enabled: bool, description: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="img")
+
+
+def simulate(preset: SimulationPreset, n: int, seed: int = 0, device="cpu", batch_size: int = 512,
+             dtype: torch.dtype = torch.float32, progress: bool = False, start: int = 0) -> SimulationResult:
+    """Simulate images start .. start + n - 1 of the preset's stream for this seed.
+
+    Image i depends only on (preset, seed, i): any batch_size, device split or start offset
+    gives the same images (bit-identical on CPU with one intra-op thread).
+    """
+    _check_preset(preset)
+    device = _check_device_dtype(device, dtype)
+    for name, value, minimum in (("n", n, 0), ("batch_size", batch_size, 1), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"simulate(): {name} must be an int >= {minimum}, got {value!r}")
+    check_seed(seed)
+    images, targets, metadata_parts = [], [], []
+    bar = _progress(n, progress, f"simulate {preset.name}")
+    for batch_start in range(start, start + n, batch_size):
+        indices = torch.arange(batch_start, min(batch_start + batch_size, start + n), device=device)
+        meta = preset.sample_parameters(seed, indices)
+        images.append(_render_batch(preset, meta, dtype, target=False).cpu())
+        if preset.has_targets:
+            targets.append(_render_batch(preset, meta, dtype, target=True).cpu())
+        metadata_parts.append({key: value.cpu() for key, value in meta.items()})
+        if bar is not None:
+            bar.update(indices.numel())
+    if bar is not None:
+        bar.close()
+    if not images:  # n == 0
+        size, _, _ = preset.grid()
+        empty = torch.empty((0, len(preset.bands), size, size), dtype=dtype)
+        meta = preset.sample_parameters(seed, torch.arange(0, device="cpu"))
+        images, metadata_parts = [empty], [meta]
+        if preset.has_targets:
+            hr = preset.grid(target=True)[0]
+            targets = [torch.empty((0, len(preset.bands), hr, hr), dtype=dtype)]
+    metadata = {key: torch.cat([part[key] for part in metadata_parts]) for key in metadata_parts[0]}
+    labels = metadata["label"].clone() if preset.labelled else None
+    return SimulationResult(
+        images=torch.cat(images),
+        labels=labels,
+        class_names=list(preset.class_names) if preset.labelled else None,
+        targets=torch.cat(targets) if preset.has_targets else None,
+        metadata=metadata,
+    )
+
+
+def render(preset: SimulationPreset, metadata: dict, *, device="cpu", dtype: torch.dtype = torch.float32,
+           batch_size: int = 512, noise: bool = True, targets: bool = False) -> torch.Tensor:
+    """Re-render the images described by a metadata dict (e.g. SimulationResult.metadata).
+
+    noise=False gives the noiseless model; targets=True the SR high-resolution images.
+    Returns (N, C, H, W) on the CPU.
+    """
+    _check_preset(preset)
+    device = _check_device_dtype(device, dtype)
+    count = validate_metadata(preset, metadata)
+    if targets and not preset.has_targets:
+        raise ValueError(f"preset {preset.name!r} has no target images (only 'sr_pairs' does)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"render(): batch_size must be an int >= 1, got {batch_size!r}")
+    outputs = []
+    for start in range(0, count, batch_size):
+        meta = {key: torch.as_tensor(value)[start : start + batch_size].to(device) for key, value in metadata.items()}
+        outputs.append(_render_batch(preset, meta, dtype, target=targets, with_noise=noise).cpu())
+    if not outputs:
+        size = preset.grid(targets)[0]
+        return torch.empty((0, len(preset.bands), size, size), dtype=dtype)
+    return torch.cat(outputs)

@@ -1,0 +1,76 @@
+"""Noise models: DeepLenseSim Model I counts, and lenstronomy's instrument noise.
+
+Both draw every random number from rng (keyed by seed and image index), on padded
+(B, C * P) layouts, so noise is as reproducible as the noiseless image.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import rng
+
+
+def _padded_flat(images: torch.Tensor):
+    """(B, C, H, W) -> (B, C * P_padded) with zero padding, and a function undoing it."""
+    batch, channels, height, width = images.shape
+    pixels = height * width
+    padded = rng.aligned_count(pixels)
+    flat = images.reshape(batch, channels, pixels)
+    if padded != pixels:
+        flat = torch.cat([flat, flat.new_zeros(batch, channels, padded - pixels)], dim=-1)
+
+    def unflatten(values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(batch, channels, padded)[..., :pixels].reshape(batch, channels, height, width)
+
+    return flat.reshape(batch, channels * padded), unflatten
+
+
+def model_i_counts(model: torch.Tensor, exposure_time: torch.Tensor, background_rms: float,
+                   keys: torch.Tensor) -> torch.Tensor:
+    """DeepLenseSim Model I: Poisson(clip(t * (model + N(0, |model|/t) + N(0, rms^2)), 0)).
+
+    The published simple_sim() adds lenstronomy's Gaussian approximation of Poisson noise and
+    a Gaussian background to the model, scales by the exposure time, and then draws Poisson
+    counts of that, so the Poisson noise is (knowingly or not) applied twice. Returns integer
+    counts in model's dtype. model: (B, C, H, W) flux per pixel; exposure_time: (B,).
+    """
+    flat, unflatten = _padded_flat(model)
+    t = exposure_time.to(flat.dtype)[:, None]
+    shot = rng.normal(keys, "model_i_shot_noise", flat.shape[1], flat.dtype)
+    background = rng.normal(keys, "model_i_background", flat.shape[1], flat.dtype)
+    expected = t * (flat + shot * torch.sqrt(torch.abs(flat) / t) + background * background_rms)
+    counts = rng.poisson(torch.clamp(expected, min=0), keys, "model_i_counts")
+    return unflatten(counts)
+
+
+def magnitude_to_counts_per_second(magnitude, zero_point):
+    """Counts per second of a source of this apparent magnitude (zero point: 1 count/s)."""
+    return 10.0 ** (-0.4 * (magnitude - zero_point))
+
+
+def background_sigma(read_noise, exposure_time, num_exposures, sky_brightness, zero_point, pixel_scale):
+    """lenstronomy data_util.bkg_noise: Gaussian sigma per pixel, in counts/s.
+
+    exposure_time is the total (all exposures); sky_brightness in mag/arcsec^2.
+    """
+    sky_counts_per_second = magnitude_to_counts_per_second(sky_brightness, zero_point) * pixel_scale**2
+    return torch.sqrt(num_exposures * read_noise**2 + exposure_time * sky_counts_per_second) / exposure_time
+
+
+def instrument_noise(image: torch.Tensor, exposure_time: torch.Tensor, background: torch.Tensor,
+                     keys: torch.Tensor) -> torch.Tensor:
+    """lenstronomy SingleBand.noise_for_model: Gaussian background + Gaussian shot noise.
+
+    image: (B, C, H, W) in counts/s; exposure_time: (B,) total seconds; background: (B, C)
+    sigma in counts/s. Returns the noise realisation (to be added to image).
+    """
+    flat, unflatten = _padded_flat(image)
+    batch, channels = image.shape[:2]
+    per_band = flat.reshape(batch, channels, -1)
+    t = exposure_time.to(flat.dtype)[:, None, None]
+    shot_sigma = torch.sqrt(torch.clamp(t * per_band, min=0)) / t
+    noise = (rng.normal(keys, "instrument_background", flat.shape[1], flat.dtype).reshape(per_band.shape)
+             * background.to(flat.dtype)[:, :, None]
+             + rng.normal(keys, "instrument_shot_noise", flat.shape[1], flat.dtype).reshape(per_band.shape)
+             * shot_sigma)
+    return unflatten(noise.reshape(batch, -1))

@@ -1,0 +1,100 @@
+"""Pixel grids, supersampling and the Gaussian PSF, in lenstronomy's numerics.
+
+The PSF is scipy.ndimage.gaussian_filter(mode="nearest", truncate=T) per band, which is what
+lenstronomy applies for a 'GAUSSIAN' PSF (1.9.2 truncates at 4 sigma): a normalised 1-D
+kernel of radius int(T * sigma + 0.5) pixels, applied along rows and columns. Everything here
+is shifted adds and multiplies, which torch rounds identically for any batch layout.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .rng import aligned_count
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def pixel_grid(image_size: int, pixel_scale: float, supersampling: int = 1, *,
+               dtype=torch.float32, device=None):
+    """Flattened, padded (x, y) sample positions of an image (and its sub-pixels).
+
+    Pixel (row j, column i) of an N-pixel image sits at x = (i - (N-1)/2) * pixel_scale,
+    y = (j - (N-1)/2) * pixel_scale (lenstronomy's grid, east to the right). With
+    supersampling S the S x S sub-pixel centres of each pixel are returned instead, row-major
+    over the (N*S) x (N*S) grid. The tail is padded (with the first position) to a multiple of
+    rng.VECTOR_ALIGNMENT, so the transcendental kernels see the same layout for every image.
+    """
+    fine = image_size * supersampling
+    step = pixel_scale / supersampling
+    axis = (torch.arange(fine, dtype=torch.float64) - (fine - 1) / 2.0) * step
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    padding = aligned_count(x.numel()) - x.numel()
+    if padding:
+        x = torch.cat([x, x[:1].expand(padding)])
+        y = torch.cat([y, y[:1].expand(padding)])
+    return x.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
+
+
+def unpad_to_image(values: torch.Tensor, image_size: int, supersampling: int = 1) -> torch.Tensor:
+    """(..., P_padded) sub-pixel values -> (..., N, N) pixel means."""
+    fine = image_size * supersampling
+    image = values[..., : fine * fine].reshape(*values.shape[:-1], fine, fine)
+    if supersampling == 1:
+        return image
+    blocks = image.reshape(*values.shape[:-1], image_size, supersampling, image_size, supersampling)
+    total = None
+    for row in range(supersampling):  # S^2 slices, added in a fixed order
+        for column in range(supersampling):
+            part = blocks[..., :, row, :, column]
+            total = part if total is None else total + part
+    return total / float(supersampling * supersampling)
+
+
+def gaussian_kernel_1d(fwhm_arcsec: torch.Tensor, pixel_scale: float, truncation: float,
+                       max_radius: int | None = None) -> torch.Tensor:
+    """(..., 2R+1) normalised Gaussian taps, scipy's: radius int(truncation * sigma + 0.5).
+
+    Images whose own radius is below R get exact zeros in the outer taps, so a batch can share
+    one R without changing any image. fwhm_arcsec <= 0 gives the identity kernel.
+    """
+    sigma = fwhm_arcsec.to(torch.float64) / FWHM_PER_SIGMA / pixel_scale
+    radius = torch.floor(truncation * sigma + 0.5)
+    if max_radius is None:
+        max_radius = int(radius.max().item()) if radius.numel() else 0
+    offsets = torch.arange(-max_radius, max_radius + 1, dtype=torch.float64, device=sigma.device)
+    safe_sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma)).unsqueeze(-1)
+    taps = torch.exp(-0.5 * (offsets / safe_sigma) ** 2)
+    taps = torch.where(offsets.abs() <= radius.unsqueeze(-1), taps, torch.zeros_like(taps))
+    taps = torch.where(sigma.unsqueeze(-1) > 0, taps, (offsets == 0).to(taps.dtype).expand_as(taps))
+    total = taps[..., 0]
+    for index in range(1, taps.shape[-1]):  # fixed summation order
+        total = total + taps[..., index]
+    return taps / total.unsqueeze(-1)
+
+
+def gaussian_blur(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Separable blur of (B, C, H, W) images with per-(image, band) taps (B, C, 2R+1).
+
+    Edge pixels are repeated (scipy mode='nearest').
+    """
+    radius = (taps.shape[-1] - 1) // 2
+    if radius == 0:
+        return images * taps[..., :1, None]
+    batch, channels, height, width = images.shape
+    weights = taps.to(images.dtype)[:, :, :, None, None]
+
+    def blur_last_axis(values: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat(
+            [values[..., :1].expand(*values.shape[:-1], radius), values,
+             values[..., -1:].expand(*values.shape[:-1], radius)], dim=-1)
+        total = None
+        for index in range(2 * radius + 1):
+            term = weights[:, :, index] * padded[..., index : index + values.shape[-1]]
+            total = term if total is None else total + term
+        return total
+
+    blurred = blur_last_axis(images)
+    return blur_last_axis(blurred.transpose(-1, -2)).transpose(-1, -2).contiguous()

@@ -1,0 +1,165 @@
+"""Closed-form lens and light profiles, batched over images, in lenstronomy's conventions.
+
+Shapes: coordinates are (P,) or (B, P); per-image parameters are (B, 1) (or (B, K, 1) for
+sets of point masses), so one call evaluates a whole batch. Angles are in arcsec.
+Conventions (checked against lenstronomy in tests/test_simulation_lenstronomy.py):
+  e1 = (1-q)/(1+q) cos 2phi, e2 = (1-q)/(1+q) sin 2phi;
+  the SIE Einstein radius and the Sersic radius are product averages of the axes
+  (a major-axis radius is R / sqrt(q));
+  light profiles return surface brightness (flux per arcsec^2).
+"""
+from __future__ import annotations
+
+import torch
+
+# lenstronomy's SIE is its NIE with this core; kept so the centre pixel is finite.
+SIE_CORE = 1e-10
+# lenstronomy's POINT_MASS floors the distance at this radius.
+POINT_MASS_MIN_RADIUS = 1e-8
+# Maximum ellipticity modulus lenstronomy accepts before clipping (q >= 5e-5).
+MAX_ELLIPTICITY = 0.9999
+# Below this argument, atan(z)/z and atanh(z)/z use their series (round SIE, float32).
+_SERIES_LIMIT = 1e-3
+
+
+def ellipticity_to_angle_axis_ratio(e1: torch.Tensor, e2: torch.Tensor):
+    """(phi, q) of lenstronomy's eccentricities; the modulus is clipped at 0.9999 as there."""
+    phi = torch.atan2(e2, e1) / 2
+    modulus = torch.clamp(torch.sqrt(e1 * e1 + e2 * e2), max=MAX_ELLIPTICITY)
+    return phi, (1 - modulus) / (1 + modulus)
+
+
+def angle_axis_ratio_to_ellipticity(phi: torch.Tensor, q: torch.Tensor):
+    modulus = (1 - q) / (1 + q)
+    return modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
+
+
+def _atan_ratio(z: torch.Tensor) -> torch.Tensor:
+    """atan(z)/z, finite at z = 0."""
+    small = torch.abs(z) < _SERIES_LIMIT
+    safe = torch.where(small, torch.ones_like(z), z)
+    return torch.where(small, 1 - z * z / 3, torch.atan(safe) / safe)
+
+
+def _atanh_ratio(z: torch.Tensor) -> torch.Tensor:
+    """atanh(z)/z, finite at z = 0."""
+    small = torch.abs(z) < _SERIES_LIMIT
+    safe = torch.where(small, torch.full_like(z, 0.5), z)
+    return torch.where(small, 1 + z * z / 3, torch.atanh(safe) / safe)
+
+
+def sie_deflection(x, y, theta_e, e1, e2, center_x, center_y):
+    """Singular isothermal ellipsoid (lenstronomy 'SIE'): Keeton & Kochanek's closed form."""
+    phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
+    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    dx, dy = x - center_x, y - center_y
+    # rotate into the frame of the major axis
+    xr = cos_phi * dx + sin_phi * dy
+    yr = -sin_phi * dx + cos_phi * dy
+    b = theta_e * torch.sqrt(q)  # lenstronomy: theta_E (product average) -> b = theta_E sqrt(q)
+    core = SIE_CORE / torch.sqrt(q)
+    psi = torch.sqrt(q * q * (core * core + xr * xr) + yr * yr)
+    eccentricity = torch.sqrt((1 - q) * (1 + q))
+    x_term = xr / (psi + core)
+    y_term = yr / (psi + q * q * core)
+    alpha_xr = b * x_term * _atan_ratio(eccentricity * x_term)
+    alpha_yr = b * y_term * _atanh_ratio(eccentricity * y_term)
+    return cos_phi * alpha_xr - sin_phi * alpha_yr, sin_phi * alpha_xr + cos_phi * alpha_yr
+
+
+def shear_deflection(x, y, gamma1, gamma2):
+    """External shear about the origin (lenstronomy 'SHEAR' with ra_0 = dec_0 = 0)."""
+    return gamma1 * x + gamma2 * y, gamma2 * x - gamma1 * y
+
+
+def point_mass_deflection(x, y, theta_e, center_x, center_y):
+    """Sum of K point masses per image.
+
+    x, y: (P,) or (B, P); theta_e, center_x, center_y: (B, K). Padding entries with
+    theta_e = 0 contribute exactly zero, so a fixed K can hold variable counts.
+    """
+    dx = x.unsqueeze(-2) - center_x.unsqueeze(-1)
+    dy = y.unsqueeze(-2) - center_y.unsqueeze(-1)
+    radius_sq = torch.clamp(dx * dx + dy * dy, min=POINT_MASS_MIN_RADIUS**2)
+    strength = (theta_e * theta_e).unsqueeze(-1) / radius_sq
+    return (strength * dx).sum(dim=-2), (strength * dy).sum(dim=-2)
+
+
+def vortex_point_positions(angle, half_length, center_x, center_y, n_points: int):
+    """Centres of the published vortex: n_points evenly spaced on [-L, L] along `angle`."""
+    fraction = torch.linspace(-1.0, 1.0, n_points, dtype=half_length.dtype, device=half_length.device)
+    along = half_length * fraction  # (B, n_points)
+    return center_x + along * torch.cos(angle), center_y + along * torch.sin(angle)
+
+
+def vortex_points_deflection(x, y, theta_total, angle, half_length, center_x, center_y, n_points: int):
+    """The published vortex: n_points equal point masses whose theta_E^2 sum to theta_total^2.
+
+    Per-image parameters are (B, 1).
+    """
+    positions_x, positions_y = vortex_point_positions(angle, half_length, center_x, center_y, n_points)
+    theta_each = (theta_total / n_points**0.5).expand(-1, n_points)
+    return point_mass_deflection(x, y, theta_each, positions_x, positions_y)
+
+
+def line_mass_deflection(x, y, theta_total, angle, half_length, center_x, center_y):
+    """Uniform line mass on the segment centre +- L e^{i angle} (the fast vortex form).
+
+    alpha(z) = theta_total^2 / (2L) u conj(log((z - c + L u) / (z - c - L u))), u = e^{i angle}:
+    the limit of many equal point masses spread evenly along the segment.
+    """
+    cos_a, sin_a = torch.cos(angle), torch.sin(angle)
+    dx, dy = x - center_x, y - center_y
+    end_x, end_y = half_length * cos_a, half_length * sin_a
+    plus_x, plus_y = dx + end_x, dy + end_y
+    minus_x, minus_y = dx - end_x, dy - end_y
+    # (z + Lu) * conj(z - Lu): its log modulus and argument give log((z + Lu)/(z - Lu))
+    ratio_re = plus_x * minus_x + plus_y * minus_y
+    ratio_im = plus_y * minus_x - plus_x * minus_y
+    log_modulus = 0.5 * (
+        torch.log(torch.clamp(plus_x * plus_x + plus_y * plus_y, min=POINT_MASS_MIN_RADIUS**2))
+        - torch.log(torch.clamp(minus_x * minus_x + minus_y * minus_y, min=POINT_MASS_MIN_RADIUS**2))
+    )
+    argument = torch.atan2(ratio_im, ratio_re)
+    scale = theta_total * theta_total / (2 * half_length)
+    return (
+        scale * (cos_a * log_modulus + sin_a * argument),
+        scale * (sin_a * log_modulus - cos_a * argument),
+    )
+
+
+def sersic_b_n(n_sersic):
+    """lenstronomy's b(n) approximation (not the exact incomplete-gamma root)."""
+    return torch.clamp(1.9992 * n_sersic - 0.3271, min=1e-5)
+
+
+# lenstronomy 1.9.2 LightModel defaults (1.14 lowered the smoothing to 1e-4, raised the cut to 1000).
+SERSIC_SMOOTHING = 1e-3
+SERSIC_MAX_RADIUS_FRACTION = 100.0
+
+
+def sersic_ellipse(x, y, amplitude, r_sersic, n_sersic, e1, e2, center_x, center_y,
+                   smoothing: float = SERSIC_SMOOTHING, max_radius_fraction: float = SERSIC_MAX_RADIUS_FRACTION):
+    """Elliptical Sersic surface brightness (lenstronomy 'SERSIC_ELLIPSE').
+
+    amplitude is the surface brightness at r_sersic; r_sersic is the product-average
+    (intermediate-axis) half-light radius.
+    """
+    phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
+    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    dx, dy = x - center_x, y - center_y
+    sqrt_q = torch.sqrt(q)
+    x_ell = (cos_phi * dx + sin_phi * dy) * sqrt_q
+    y_ell = (-sin_phi * dx + cos_phi * dy) / sqrt_q
+    radius = torch.clamp(torch.sqrt(x_ell * x_ell + y_ell * y_ell), min=smoothing)
+    fraction = radius / torch.clamp(r_sersic, min=smoothing)
+    exponent = -sersic_b_n(n_sersic) * (torch.pow(fraction, 1.0 / n_sersic) - 1.0)
+    brightness = amplitude * torch.exp(exponent)
+    return torch.where(fraction <= max_radius_fraction, brightness, torch.zeros_like(brightness))
+
+
+def sersic_total_flux(amplitude, r_sersic, n_sersic):
+    """Total flux of a Sersic profile of product-average radius r_sersic (lenstronomy's formula)."""
+    b_n = sersic_b_n(n_sersic)
+    return (amplitude * r_sersic * r_sersic * 2 * torch.pi * n_sersic * torch.exp(b_n)
+            / torch.pow(b_n, 2 * n_sersic) * torch.exp(torch.lgamma(2 * n_sersic)))
