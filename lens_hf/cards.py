@@ -182,14 +182,18 @@ def _eval_results(task: TaskSpec, metrics: Mapping[str, Mapping], dataset: Mappi
 
 
 def _plot_entries(plots: Mapping[str, str | Path], card_dir: Path | None) -> list[dict]:
-    """Plot paths as the card links them: relative to the folder the README.md is saved in."""
+    """Plot paths as the card links them: relative to the folder the README.md is saved in.
+
+    A relative input path may be relative to the working directory or to `card_dir`.
+    """
     entries = []
     for caption, path in plots.items():
         path = Path(path)
         if card_dir is not None:
-            absolute = path if path.is_absolute() else card_dir / path
-            if not absolute.is_file():
-                raise FileNotFoundError(f"Plot {caption!r} not found at {absolute}.")
+            candidates = [path] if path.is_absolute() else [path, card_dir / path]  # cwd-relative, then card-relative
+            absolute = next((c for c in candidates if c.is_file()), None)
+            if absolute is None:
+                raise FileNotFoundError(f"Plot {caption!r} not found at {' or '.join(map(str, candidates))}.")
             try:
                 path = absolute.resolve().relative_to(card_dir.resolve())
             except ValueError:
@@ -230,7 +234,8 @@ def render_model_card(
         dataset: {"id": Hub id or local path (required), "name", "config", "url"}.
         metrics: split -> result of the matching `lens_hf.metrics` function (e.g. {"test": {...}}).
             The task's headline metrics become the card's `model-index` (`eval_results`).
-        plots: caption -> PNG path, inside `card_dir` (or relative to it).
+        plots: caption -> PNG path inside `card_dir` (absolute, or relative to the working directory or to
+            `card_dir`); the card links it relative to `card_dir`.
         base_model: Hub id of the checkpoint this model was trained from (None = from scratch).
         reference_metrics: label -> result shown beside the model in the table, e.g.
             {"bicubic upsampling (test)": bicubic_baseline_metrics(...)}; not in the model-index.
