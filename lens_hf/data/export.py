@@ -213,15 +213,15 @@ def card_for_builder(builder, repo_id: Optional[str] = None) -> DatasetCardInfo:
         provenance["data_dir"] = Path(config.data_dir).name  # the folder's name; the full path is the user's business
     provenance.update(code_hash=builder.hash, lens_hf_version=__version__, datasets_version=datasets.__version__)
     return DatasetCardInfo(
-        pretty_name=f"{card_yaml.pretty_name or builder.dataset_name}: {config.name}",
+        pretty_name=f"{card_yaml.get('pretty_name') or builder.dataset_name}: {config.name}",
         description="\n\n".join(text.strip() for text in (config.description, builder.info.description) if text),
-        license=card_yaml.license or "other",
+        license=card_yaml.get("license") or "other",
         license_text=builder.info.license,
         citation=builder.info.citation.strip(),
         homepage=builder.info.homepage,
         about=_without_title(builder_card.text) if builder_card is not None else "",
-        task_categories=list(card_yaml.task_categories or []),
-        tags=list(card_yaml.tags or []),
+        task_categories=list(card_yaml.get("task_categories") or []),
+        tags=list(card_yaml.get("tags") or []),
         provenance=provenance,
         skipped_files=builder.skipped_files,
         repo_id=repo_id,
