@@ -14,6 +14,7 @@ import datasets
 
 from lens_hf.data.builder_base import LensBuilderConfig, LensGeneratorBuilder
 from lens_hf.data.features import lens_features
+from lens_hf.metrics.references import citations
 from lens_hf.data.layouts import (
     assign_splits,
     class_folder_files,
@@ -31,15 +32,7 @@ channel-first float32 with the raw values of the files; splits are a seeded hash
 and `Model_X_test/` (or the common test set's `val/`) is the test split.
 """
 
-_CITATION = """\
-@article{alexander2020deep,
-  title   = {Deep Learning the Morphology of Dark Matter Substructure},
-  author  = {Alexander, Stephon and Gleyzer, Sergei and McDonough, Evan and Toomey, Michael W. and Usai, Emanuele},
-  journal = {The Astrophysical Journal},
-  volume  = {893}, number = {1}, pages = {15}, year = {2020},
-  doi     = {10.3847/1538-4357/ab7925}
-}
-"""
+_CITATION = citations("deeplense")
 
 _LICENSE = "Follows the licence of the source data (the DeepLense data releases); this builder is MIT."
 _HOMEPAGE = "https://github.com/ML4SCI/DeepLense"

@@ -17,6 +17,7 @@ import numpy as np
 
 from lens_hf.data.builder_base import LensBuilderConfig, LensGeneratorBuilder
 from lens_hf.data.features import lens_features
+from lens_hf.metrics.references import citations
 from lens_hf.data.layouts import assign_splits, find_bologna_sources, find_lens_finding_npy
 from lens_hf.data.readers import BOLOGNA_METADATA_COLUMNS, read_fits_image, read_npy_image
 
@@ -28,15 +29,7 @@ Einstein_area, numb_pix_lensed_image and flux_lensed_image_in_sigma as columns. 
 channel-first float32; `uid` is the file path (npy) or the catalogue ID (bologna).
 """
 
-_CITATION = """\
-@article{metcalf2019bologna,
-  title   = {The strong gravitational lens finding challenge},
-  author  = {Metcalf, R. B. and Meneghetti, M. and Avestruz, C. and others},
-  journal = {Astronomy \\& Astrophysics},
-  volume  = {625}, pages = {A119}, year = {2019},
-  doi     = {10.1051/0004-6361/201832797}
-}
-"""
+_CITATION = citations("lens_finding_challenge")
 
 _LICENSE = "Follows the licence of the source data (Bologna Lens Factory challenge, DeepLense); this builder is MIT."
 _HOMEPAGE = "http://metcalf1.difa.unibo.it/blf-portal/gg_challenge.html"

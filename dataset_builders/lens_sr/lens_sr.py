@@ -9,6 +9,7 @@ import datasets
 
 from lens_hf.data.builder_base import LensBuilderConfig, LensGeneratorBuilder
 from lens_hf.data.features import lens_features
+from lens_hf.metrics.references import citations
 from lens_hf.data.layouts import assign_splits, find_sr_pairs
 from lens_hf.data.readers import read_npy_image
 
@@ -19,14 +20,7 @@ channel-first float32 `lr` and `hr` images of one lens and its file name as `uid
 official test folder; a seeded hash of the file name decides train / validation / test.
 """
 
-_CITATION = """\
-@misc{deeplense_superres,
-  title  = {DeepLense: Super-Resolution for Strong Gravitational Lensing Images},
-  author = {{ML4SCI DeepLense contributors}},
-  year   = {2023},
-  howpublished = {\\url{https://github.com/ML4SCI/DeepLense}}
-}
-"""
+_CITATION = citations("deeplense")
 
 _LICENSE = "Follows the licence of the source data; this builder is MIT."
 _HOMEPAGE = "https://github.com/ML4SCI/DeepLense"
