@@ -88,13 +88,11 @@ def build(arguments: BuildDatasetArguments) -> dict:
     """Prepare, export and optionally push; returns what happened (rows per split, skipped files, paths)."""
     if arguments.builder not in available_builders():
         raise ValueError(f"unknown builder {arguments.builder!r}; available: {available_builders()}")
+    config_kwargs = parse_config_kwargs(arguments.config_kwargs)
+    if arguments.skip_bad_files:  # passed only when set: every kwarg is part of the cache key
+        config_kwargs["skip_bad_files"] = True
     builder = prepare_builder(
-        arguments.builder,
-        arguments.config,
-        data_dir=arguments.data_dir,
-        cache_dir=arguments.cache_dir,
-        skip_bad_files=arguments.skip_bad_files,
-        **parse_config_kwargs(arguments.config_kwargs),
+        arguments.builder, arguments.config, data_dir=arguments.data_dir, cache_dir=arguments.cache_dir, **config_kwargs
     )
     readme = export_builder(
         builder,

@@ -3,7 +3,7 @@ import datasets
 import numpy as np
 import pytest
 
-from lens_hf.data import load_builder, prepare_builder
+from lens_hf.data import card_for_builder, load_builder, prepare_builder
 from lens_hf.data.export import export_builder
 from lens_hf.simulation import get_preset, simulate
 
@@ -91,3 +91,11 @@ def test_simulated_export_round_trip(tmp_path):
 def test_bad_sim_options_are_explained(tmp_path, kwargs, error, message):
     with pytest.raises(error, match=message):
         load_builder("deeplense_sim", "model_ii", cache_dir=tmp_path, **kwargs)
+
+
+def test_options_without_effect_on_the_simulator_are_refused_and_left_out_of_the_card(tmp_path):
+    with pytest.raises(ValueError, match="validation_fraction has no effect on config 'model_ii'"):
+        load_builder("deeplense_sim", "model_ii", cache_dir=tmp_path, validation_fraction=0.3, **SIZES)
+    builder = prepare_builder("deeplense_sim", "model_ii", cache_dir=tmp_path, **SIZES)
+    provenance = card_for_builder(builder).provenance
+    assert "validation_fraction" not in provenance and provenance["n_train"] == 6 and provenance["preset"] == "model_ii"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import datasets
 
@@ -60,7 +61,11 @@ class DeepLenseSimConfig(LensBuilderConfig):
     chunk_size: int = 512
     device: str = "cpu"
 
+    # Split sizes are n_train/n_validation/n_test; nothing is read from disk.
+    UNUSED_FIELDS: ClassVar[tuple] = ("validation_fraction", "test_fraction", "skip_bad_files")
+
     def validate(self) -> None:
+        super().validate()
         for name in ("n_train", "n_validation", "n_test"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

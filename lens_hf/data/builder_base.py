@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import datasets
 
@@ -38,8 +38,15 @@ class LensBuilderConfig(datasets.BuilderConfig):
     test_fraction: float = 0.0
     skip_bad_files: bool = False
 
+    # Fields a builder does not use: setting them is an error, and export cards leave them out.
+    UNUSED_FIELDS: ClassVar[tuple] = ()
+
     def validate(self) -> None:
         """Called from `_info`, after load_builder's kwargs were applied to the config."""
+        for name in self.UNUSED_FIELDS:
+            default = type(self).__dataclass_fields__[name].default
+            if getattr(self, name) != default:
+                raise ValueError(f"{name} has no effect on config {self.name!r} ({type(self).__name__}); leave it at {default!r}")
         check_fractions(self.validation_fraction, self.test_fraction)
 
 

@@ -207,7 +207,7 @@ def card_for_builder(builder, repo_id: Optional[str] = None) -> DatasetCardInfo:
     card_yaml = builder_card.data if builder_card is not None else DatasetCardData()
     provenance = {"builder": builder.dataset_name, "config": config.name}
     for config_field in dataclasses.fields(config):
-        if config_field.name not in _NOT_PROVENANCE:
+        if config_field.name not in _NOT_PROVENANCE + tuple(config.UNUSED_FIELDS):
             provenance[config_field.name] = _yaml_safe(getattr(config, config_field.name))
     if config.data_dir:
         provenance["data_dir"] = Path(config.data_dir).name  # the folder's name; the full path is the user's business

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 SPLIT_ORDER = (TRAIN, VALIDATION, TEST)
 
@@ -47,7 +45,3 @@ def derive_seed(seed: int, *purpose: object) -> int:
     """
     text = "\0".join(str(part) for part in (int(seed), *purpose))
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
-
-
-def seeded_rng(seed: int, *purpose: object) -> np.random.Generator:
-    return np.random.default_rng(derive_seed(seed, *purpose))
