@@ -121,3 +121,10 @@ def test_push_to_local_hub_and_load_back(model_ii_builder, tmp_path, local_hub):
 def test_push_needs_an_exported_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no README.md; export it with lens_hf.data.export_dataset"):
         push_exported(tmp_path, "lens-tester/x")
+
+
+def test_selected_and_shuffled_rows_are_exported_in_their_order(tmp_path):
+    ds = datasets.Dataset.from_dict({"x": list(range(100))}).select([5, 3, 7, 9]).shuffle(seed=0)
+    export_dataset(ds, tmp_path / "sel", max_shard_size=10)
+    assert len(list((tmp_path / "sel/data").glob("train-*.parquet"))) > 1
+    assert datasets.load_dataset(str(tmp_path / "sel"))["train"][:]["x"] == ds[:]["x"]

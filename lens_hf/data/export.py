@@ -93,7 +93,10 @@ def _as_dataset_dict(dataset: Union[datasets.Dataset, datasets.DatasetDict]) -> 
 def _write_split_shards(dataset: datasets.Dataset, folder: Path, split: str, max_shard_bytes: int) -> int:
     """Contiguous Parquet shards of at most about `max_shard_bytes`; returns the bytes written."""
     dataset = dataset.with_format(None)  # export rows, not what a transform would make of them
-    num_shards = max(1, math.ceil(dataset.data.nbytes / max_shard_bytes))
+    # the Arrow table may hold more rows than the dataset (after select/shuffle/filter): scale by the share used
+    table_rows = max(1, dataset.data.num_rows)
+    estimated_bytes = dataset.data.nbytes * dataset.num_rows / table_rows
+    num_shards = max(1, min(dataset.num_rows, math.ceil(estimated_bytes / max_shard_bytes)))
     written = 0
     for index in range(num_shards):
         path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
