@@ -49,3 +49,25 @@ def run_python(code: str, env: dict | None = None, cwd=None, timeout: int = 300)
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
     return result
+
+
+ACCELERATE_TWO_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                            "--dynamo_backend", "no"]
+
+
+def run_script(script: str, *args, processes: int | None = None, check: bool = True, timeout: int = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run scripts/<script> with plain python (processes=None) or under `accelerate launch` with 1 or 2 processes."""
+    path = str(REPO_ROOT / "scripts" / script)
+    if processes is None:
+        command = [sys.executable, path]
+    else:
+        launch = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        command = [sys.executable, "-m", "accelerate.commands.launch", *(ACCELERATE_TWO_PROCESSES if processes == 2 else launch), path]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    result = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=full_env,
+                            cwd=REPO_ROOT, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\nSTDOUT:\n{result.stdout[-4000:]}\n"
+                             f"STDERR:\n{result.stderr[-8000:]}")
+    return result

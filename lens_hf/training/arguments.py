@@ -32,6 +32,8 @@ class DataArguments:
     num_train: Optional[int] = field(default=None, metadata={"help": "Simulated builders: training images."})
     num_validation: Optional[int] = field(default=None, metadata={"help": "Simulated builders: validation images."})
     num_test: Optional[int] = field(default=None, metadata={"help": "Simulated builders: test images."})
+    builder_kwargs: Optional[str] = field(default=None, metadata={"help": "More builder config fields, comma-separated "
+                                                                  "key=value, e.g. 'image_size=32,skip_bad_files=true'."})
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the simulated data (splits never overlap)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation/test rows."})

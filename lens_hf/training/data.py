@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from ..data import available_builders, load_builder
 from ..data.transforms import LensTrainingTransform
 from ..image_processing_lens import LensImageProcessor
+from .recipes import parse_key_values
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
         kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
         if data_args.data_dir:
             kwargs["data_dir"] = data_args.data_dir
+        kwargs.update(parse_key_values(data_args.builder_kwargs))
         for argument, builder_kwarg in SIZE_KWARGS.items():
             if getattr(data_args, argument) is not None:
                 kwargs[builder_kwarg] = getattr(data_args, argument)

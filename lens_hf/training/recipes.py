@@ -51,12 +51,12 @@ def apply_recipe(run_args, recipe: str) -> dict:
     return leftover
 
 
-def parse_config_overrides(text: str | None) -> dict:
+def parse_key_values(text: str | None) -> dict:
     """'a=1,b=0.5,c=mse,d=true' -> {'a': 1, 'b': 0.5, 'c': 'mse', 'd': True} (ints, floats, bools, strings)."""
     overrides = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         if "=" not in item:
-            raise ValueError(f"config_overrides: expected key=value, got {item!r}")
+            raise ValueError(f"expected comma-separated key=value pairs, got {item!r}")
         key, raw = (s.strip() for s in item.split("=", 1))
         if raw.lower() in ("true", "false"):
             value = raw.lower() == "true"

@@ -131,7 +131,11 @@ def run_training(
 
     def evaluate_during_training(current_model) -> dict:
         outputs = collect_outputs(accelerator, current_model, eval_loaders[eval_split], task, run_args.seed)
-        return scalar_metrics(compute_metrics(task, outputs, info.class_names))
+        try:
+            return scalar_metrics(compute_metrics(task, outputs, info.class_names))
+        except ValueError as error:
+            logger.warning("evaluation on %r skipped: %s", eval_split, error)
+            return {}
 
     run_record = {
         **arguments_to_dict(*argument_objects),
@@ -172,7 +176,11 @@ def evaluate_splits(accelerator, model, loaders: dict, task: str, seed: int, nam
     unwrapped = accelerator.unwrap_model(model)
     for split in sorted(loaders, key=lambda s: order.get(s, 9)):
         outputs = collect_outputs(accelerator, model, loaders[split], task, seed)
-        metrics[split] = compute_metrics(task, outputs, names)
+        try:
+            metrics[split] = compute_metrics(task, outputs, names)
+        except ValueError as error:  # e.g. a class absent from a small split: its AUC is undefined
+            logger.warning("no metrics for split %r: %s", split, error)
+            continue
         references.update(reference_metrics(task, outputs, split))
         if accelerator.is_main_process and split != "train":
             figures.update(make_plots(task, outputs, metrics[split], plots_dir, split,

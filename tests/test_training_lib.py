@@ -1,0 +1,149 @@
+"""lens_hf.training building blocks: lr rule, parameter groups, layer decay, LARS, schedule, argument parsing,
+D4 augmentation, checkpoint resolution."""
+
+import math
+
+import pytest
+import torch
+from helpers import tiny_config
+
+from lens_hf import LensMAEForImageClassification, LensMAEForPreTraining
+from lens_hf.training import (
+    LARS,
+    DataArguments,
+    ModelArguments,
+    RunArguments,
+    apply_recipe,
+    build_optimizer,
+    parameter_groups,
+    parse_arguments,
+    random_d4,
+    resolve_checkpoint,
+    scaled_learning_rate,
+    warmup_cosine_schedule,
+)
+from lens_hf.training.recipes import parse_key_values
+
+
+def test_learning_rate_scaling_rule():
+    assert scaled_learning_rate(1.5e-4, 256) == pytest.approx(1.5e-4)
+    assert scaled_learning_rate(1.5e-4, 4096) == pytest.approx(2.4e-3)
+    with pytest.raises(ValueError):
+        scaled_learning_rate(1e-3, 0)
+
+
+def test_no_weight_decay_on_biases_norms_and_tokens():
+    model = LensMAEForPreTraining(tiny_config())
+    groups = parameter_groups(model, weight_decay=0.05)
+    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["names"]}
+    plain = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
+    assert "vit.layers.0.fc1.weight" in decayed and "vit.layers.0.fc1.bias" in plain
+    assert {"vit.embeddings.cls_token", "decoder.mask_token", "vit.layernorm.weight"} <= plain
+    assert not any("position_embeddings" in n for n in decayed | plain)  # frozen, not optimised
+
+
+def test_layer_decay_scales_follow_depth():
+    model = LensMAEForImageClassification(tiny_config(num_labels=3))  # 2 layers -> depths 0..3
+    groups = parameter_groups(model, weight_decay=0.05, layer_decay=0.5)
+    scale = {n: g["lr_scale"] for g in groups for n in g["names"]}
+    assert scale["vit.embeddings.projection.weight"] == pytest.approx(0.5**3)
+    assert scale["vit.layers.0.fc1.weight"] == pytest.approx(0.5**2)
+    assert scale["vit.layers.1.fc1.weight"] == pytest.approx(0.5**1)
+    assert scale["classifier.weight"] == scale["head_norm.weight"] == scale["vit.layernorm.weight"] == 1.0
+    optimizer = build_optimizer(model, "adamw", 1e-3, 0.05, layer_decay=0.5)
+    lrs = {n: g["lr"] for g in optimizer.param_groups for n in g["names"]}
+    assert lrs["vit.layers.0.fc1.weight"] == pytest.approx(1e-3 * 0.25)
+
+
+def test_linear_probe_optimizes_only_the_head_with_lars():
+    model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_mode="linear_probe"))
+    optimizer = build_optimizer(model, "lars", 0.1, 0.0)
+    assert isinstance(optimizer, LARS)
+    names = {n for g in optimizer.param_groups for n in g["names"]}
+    assert names == {"classifier.weight", "classifier.bias"}
+
+
+def test_lars_scales_matrix_updates_by_the_trust_ratio():
+    weight = torch.nn.Parameter(torch.full((4, 4), 2.0))
+    bias = torch.nn.Parameter(torch.zeros(4))
+    optimizer = LARS([weight, bias], lr=1.0, momentum=0.0, trust_coefficient=0.001)
+    weight.grad = torch.full((4, 4), 10.0)
+    bias.grad = torch.full((4,), 3.0)
+    optimizer.step()
+    # trust = 0.001 * ||w|| / ||g|| = 0.001 * 8 / 40; update = g * trust = 0.002 per entry
+    torch.testing.assert_close(weight.detach(), torch.full((4, 4), 2.0 - 10.0 * 0.001 * 8 / 40))
+    torch.testing.assert_close(bias.detach(), torch.full((4,), -3.0))  # 1-D: plain SGD
+
+
+def test_warmup_cosine_schedule():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=1.0)
+    scheduler = warmup_cosine_schedule(optimizer, warmup_steps=4, total_steps=12, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert lrs[8] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_recipes_fill_only_unset_fields():
+    run_args = RunArguments(learning_rate=None, weight_decay=0.2)
+    leftover = apply_recipe(run_args, "finetune")
+    assert run_args.optimizer == "adamw" and run_args.layer_decay == 0.75 and run_args.base_learning_rate == 1e-3
+    assert run_args.weight_decay == 0.2  # user value kept
+    assert leftover == {"drop_path_rate": 0.1}
+    probe = RunArguments()
+    apply_recipe(probe, "linear_probe")
+    assert probe.optimizer == "lars" and probe.base_learning_rate == 0.1 and probe.weight_decay == 0.0
+
+
+def test_arguments_from_yaml_with_command_line_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("output_dir: /tmp/x\nmax_steps: 7\nmodel_preset: tiny\naugment: false\n")
+    data_args, model_args, run_args = parse_arguments((DataArguments, ModelArguments, RunArguments),
+                                                       [str(path), "--max_steps", "9"])
+    assert run_args.output_dir == "/tmp/x" and run_args.max_steps == 9
+    assert model_args.model_preset == "tiny" and data_args.augment is False
+    path.write_text("max_step: 7\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['max_step'\]"):
+        parse_arguments((DataArguments, ModelArguments, RunArguments), [str(path)])
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        parse_arguments((RunArguments,), [str(path)])
+
+
+def test_config_overrides_parse_types():
+    assert parse_key_values("patch_size=4, mask_ratio=0.9,norm_pix_loss=true,reconstruction_loss=l1") == {
+        "patch_size": 4, "mask_ratio": 0.9, "norm_pix_loss": True, "reconstruction_loss": "l1"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_key_values("patch_size")
+
+
+def test_random_d4_applies_the_same_symmetry_to_image_and_target():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    augmented, target = random_d4(images, generator, images.clone())
+    assert torch.equal(augmented, target)
+    for original, out in zip(images, augmented):
+        candidates = [torch.rot90(original, k, dims=(-2, -1)) for k in range(4)]
+        candidates += [c.flip(-1) for c in candidates]
+        assert any(torch.equal(out, c) for c in candidates)
+    seen = {tuple(random_d4(images[:1], torch.Generator().manual_seed(s))[0].flatten().tolist()) for s in range(40)}
+    assert len(seen) == 8  # every element of D4 is drawn
+
+
+def test_resolve_checkpoint(tmp_path):
+    assert resolve_checkpoint(tmp_path, None) is None
+    assert resolve_checkpoint(tmp_path, "latest") is None
+    for step in (3, 12):
+        folder = tmp_path / "checkpoints" / f"step_{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoints" / "step_00000020").mkdir()  # killed while saving: incomplete
+    assert resolve_checkpoint(tmp_path, "latest").name == "step_00000012"
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        resolve_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "step_00000020"))
