@@ -6,7 +6,14 @@ import yaml
 
 from lens_hf.data import prepare_builder
 from lens_hf.data.export import DatasetCardInfo, export_builder, export_dataset, push_exported
-from lens_hf.data.sample_layouts import write_deeplense_model_tree, write_sr_tree
+from lens_hf.data.sample_layouts import (
+    write_bologna_tree,
+    write_class_folders,
+    write_common_test_tree,
+    write_deeplense_model_tree,
+    write_lens_finding_tree,
+    write_sr_tree,
+)
 
 
 def assert_same_rows(expected: datasets.DatasetDict, actual: datasets.DatasetDict):
@@ -128,3 +135,25 @@ def test_selected_and_shuffled_rows_are_exported_in_their_order(tmp_path):
     export_dataset(ds, tmp_path / "sel", max_shard_size=10)
     assert len(list((tmp_path / "sel/data").glob("train-*.parquet"))) > 1
     assert datasets.load_dataset(str(tmp_path / "sel"))["train"][:]["x"] == ds[:]["x"]
+
+
+ROUND_TRIPS = {
+    "model_i": ("deeplense", lambda root: write_deeplense_model_tree(root, "Model_I", image_size=150, n_per_class=3, n_test_per_class=1)),
+    "regression_model_iii": ("deeplense", lambda root: write_deeplense_model_tree(root, "Model_III", n_per_class=4)),
+    "common_test": ("deeplense", lambda root: write_common_test_tree(root, n_per_class=3)),
+    "foundation": ("deeplense", lambda root: write_class_folders(root, ("axion", "cdm", "no_sub"), (64, 64), 4)),
+    "default": ("lens_sr", lambda root: write_sr_tree(root, n_pairs=6)),
+    "npy": ("lens_finding", lambda root: write_lens_finding_tree(root, n_per_folder=3)),
+    "bologna": ("lens_finding", lambda root: write_bologna_tree(root, object_ids=range(7))),
+}
+
+
+@pytest.mark.parametrize("config", sorted(ROUND_TRIPS))
+def test_every_real_builder_config_round_trips_through_export(config, tmp_path):
+    name, write_tree = ROUND_TRIPS[config]
+    builder = prepare_builder(name, config, data_dir=write_tree(tmp_path / "raw"), cache_dir=tmp_path / "cache",
+                              validation_fraction=0.3)
+    export_builder(builder, tmp_path / "out")
+    expected = builder.as_dataset()
+    assert sum(split.num_rows for split in expected.values()) > 0
+    assert_same_rows(expected, datasets.load_dataset(str(tmp_path / "out")))
