@@ -212,10 +212,10 @@ class Repo:
         refs[ref] = commit_id
         _write_json(self.refs_path, refs)
 
-    def file_entry(self, content: bytes, force_lfs: bool = False) -> dict:
-        """Manifest entry for newly committed bytes (used for regular files and the initial commit)."""
+    def file_entry(self, content: bytes) -> dict:
+        """Manifest entry for a regular (non-LFS) file committed inline."""
         sha256 = self.store_object(content)
-        return {"sha256": sha256, "size": len(content), "lfs": force_lfs, "oid": git_blob_oid(content)}
+        return {"sha256": sha256, "size": len(content), "lfs": False, "oid": git_blob_oid(content)}
 
     def lfs_entry(self, sha256: str, size: int | None) -> dict:
         if not self.has_object(sha256):
@@ -225,7 +225,8 @@ class Repo:
         actual_size = self.object_path(sha256).stat().st_size
         if size is not None and size != actual_size:
             raise HubError(400, f"LFS object {sha256} has {actual_size} bytes, the commit says {size}.")
-        return {"sha256": sha256, "size": actual_size, "lfs": True, "oid": git_blob_oid(lfs_pointer(sha256, actual_size))}
+        pointer_oid = git_blob_oid(lfs_pointer(sha256, actual_size))
+        return {"sha256": sha256, "size": actual_size, "lfs": True, "oid": pointer_oid}
 
     def log(self, commit_id: str) -> list[dict]:
         """Commits reachable from `commit_id`, newest first (first-parent history)."""
@@ -668,23 +669,22 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         header = lines[0]["value"]
         create_pr = self.query.get("create_pr", ["0"])[0] == "1"
         with self.server.write_lock:
-            if create_pr:
-                base_commit = repository.resolve(rev)
-                num = self._open_pull_request(repository, header.get("summary", "Upload"),
-                                              header.get("description", ""), base_commit, rev)
-                ref = f"refs/pr/{num}"
-            else:
-                ref = repository.ref_name(rev)
-            head = repository.refs[ref]
+            # with create_pr the commit goes on a new refs/pr/N that starts at `rev`
+            head = repository.resolve(rev) if create_pr else repository.refs[repository.ref_name(rev)]
             parent = header.get("parentCommit")
             if parent is not None and parent != head:
                 raise HubError(412, f"A commit has happened since {parent}. Please refresh and try again.")
             files = dict(repository.read_commit(head)["files"])
-            for line in lines[1:]:
+            for line in lines[1:]:  # every operation is checked before any ref moves or a PR opens
                 self._apply_operation(repository, files, line)
             commit_id = repository.write_commit([head], files, header.get("summary") or "Upload",
                                                 header.get("description", ""))
-            repository.set_ref(ref, commit_id)
+            if create_pr:
+                num = self._open_pull_request(repository, header.get("summary", "Upload"),
+                                              header.get("description", ""), head, rev)
+                repository.set_ref(f"refs/pr/{num}", commit_id)
+            else:
+                repository.set_ref(repository.ref_name(rev), commit_id)
         repo_url = self.server.repo_url(repository)
         self._send_json({
             "success": True, "commitOid": commit_id, "commitUrl": f"{repo_url}/commit/{commit_id}",

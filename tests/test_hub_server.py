@@ -198,6 +198,10 @@ def test_lfs_content_is_checked_against_its_oid(local_hub, api):
     status, _, body = _raw(local_hub, "POST", "/api/models/org/hub-lfs-check/commit/main", commit,
                            {"Content-Type": "application/x-ndjson"})
     assert status == 400 and b"never uploaded" in body
+    status, _, _ = _raw(local_hub, "POST", "/api/models/org/hub-lfs-check/commit/main?create_pr=1", commit,
+                        {"Content-Type": "application/x-ndjson"})
+    assert status == 400 and list(api.get_repo_discussions("org/hub-lfs-check")) == []  # no empty PR left behind
+    assert [c.title for c in api.list_repo_commits("org/hub-lfs-check")] == ["initial commit"]
 
 
 def test_stale_parent_commit_is_refused(local_hub, api):

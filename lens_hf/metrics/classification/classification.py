@@ -1,4 +1,4 @@
-"""Image classification metrics for lensing: accuracy, ROC AUC (micro, macro, per class), ROC curves, confusion matrix."""
+"""Lensing image classification metrics: accuracy, ROC AUC (micro, macro, per class), ROC curves, confusions."""
 
 import datasets
 import evaluate
