@@ -119,6 +119,8 @@ def test_arguments_from_yaml_with_command_line_overrides(tmp_path):
 def test_config_overrides_parse_types():
     assert parse_key_values("patch_size=4, mask_ratio=0.9,norm_pix_loss=true,reconstruction_loss=l1") == {
         "patch_size": 4, "mask_ratio": 0.9, "norm_pix_loss": True, "reconstruction_loss": "l1"}
+    assert parse_key_values("n_train=8,preset_overrides.image_size=32,preset_overrides.noise=true") == {
+        "n_train": 8, "preset_overrides": {"image_size": 32, "noise": True}}
     with pytest.raises(ValueError, match="key=value"):
         parse_key_values("patch_size")
 

@@ -52,21 +52,29 @@ def apply_recipe(run_args, recipe: str) -> dict:
 
 
 def parse_key_values(text: str | None) -> dict:
-    """'a=1,b=0.5,c=mse,d=true' -> {'a': 1, 'b': 0.5, 'c': 'mse', 'd': True} (ints, floats, bools, strings)."""
-    overrides = {}
+    """'a=1,b=0.5,c=mse,d=true,e.f=64' -> {'a': 1, 'b': 0.5, 'c': 'mse', 'd': True, 'e': {'f': 64}}: ints, floats,
+    bools and strings; a dotted key fills a nested dict (e.g. `preset_overrides.image_size=64`)."""
+    parsed: dict = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         if "=" not in item:
             raise ValueError(f"expected comma-separated key=value pairs, got {item!r}")
         key, raw = (s.strip() for s in item.split("=", 1))
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw
-        overrides[key] = value
-    return overrides
+        *parents, leaf = key.split(".")
+        target = parsed
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"{key!r}: {parent!r} is both a value and a group")
+        target[leaf] = _scalar(raw)
+    return parsed
+
+
+def _scalar(raw: str):
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
