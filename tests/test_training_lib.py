@@ -116,6 +116,22 @@ def test_arguments_from_yaml_with_command_line_overrides(tmp_path):
         parse_arguments((RunArguments,), [str(path)])
 
 
+def test_required_fields_can_come_from_the_file(tmp_path):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Needs:
+        run_dir: str = field(metadata={"help": "required"})
+        repeat: int = 1
+
+    path = tmp_path / "args.json"
+    path.write_text('{"run_dir": "/x"}')
+    (needs,) = parse_arguments((Needs,), [str(path), "--repeat", "3"])
+    assert needs.run_dir == "/x" and needs.repeat == 3
+    with pytest.raises(SystemExit):
+        parse_arguments((Needs,), ["--repeat", "3"])
+
+
 def test_config_overrides_parse_types():
     assert parse_key_values("patch_size=4, mask_ratio=0.9,norm_pix_loss=true,reconstruction_loss=l1") == {
         "patch_size": 4, "mask_ratio": 0.9, "norm_pix_loss": True, "reconstruction_loss": "l1"}

@@ -116,6 +116,9 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
         if unknown:
             raise ValueError(f"{path}: unknown argument(s) {unknown}")
         parser.set_defaults(**values)
+        for action in parser._actions:  # a field the file gives is no longer required on the command line
+            if action.dest in values:
+                action.required = False
     return parser.parse_args_into_dataclasses(args=argv)
 
 
