@@ -149,39 +149,46 @@ def normal(keys: torch.Tensor, name: str, count: int, dtype: torch.dtype = torch
 # Below this mean, Poisson counts come from CDF inversion; above, from Hörmann's PTRS
 # transformed rejection (the split numpy uses). Both are exact samplers.
 _PTRS_MIN_RATE = 10.0
-_MAX_REJECTION_ROUNDS = 64
-# Pixels are sampled in slices of this size so the ~100 elementwise steps stay in cache.
-_POISSON_CHUNK = 65536
-# Counters of rejection round r start at r * _COUNTER_STRIDE, above any pixel position.
-_COUNTER_STRIDE = 1 << 20
+_MAX_REJECTION_ROUNDS = 200
+# First passes run on slices of this many pixels: float64 operands then stay in the CPU cache.
+_POISSON_CHUNK = 32768
 
 
 def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
     """Exact Poisson counts for a (B, n) tensor of means (n a multiple of VECTOR_ALIGNMENT).
 
     Computed in float64 on the pixels that need it; returns rate's dtype. Each count depends
-    only on (key, pixel position, rate), never on the batch it was drawn in: every step is
+    only on (image key, pixel position, rate), never on the batch it was drawn in: every step is
     elementwise on tensors padded to VECTOR_ALIGNMENT.
     """
     if rate.dim() != 2 or rate.shape[1] % VECTOR_ALIGNMENT:
         raise ValueError(f"poisson() needs a (B, n) rate with n padded to {VECTOR_ALIGNMENT}, got {tuple(rate.shape)}")
     if not torch.isfinite(rate).all() or (rate < 0).any():
         raise ValueError("poisson(): rates must be finite and >= 0")
-    if rate.shape[1] >= _COUNTER_STRIDE:
-        raise ValueError(f"poisson(): at most {_COUNTER_STRIDE - 1} values per image, got {rate.shape[1]}")
     stream = StreamKeys(keys, name)
-    rate64 = rate.to(torch.float64)
-    counts = torch.zeros_like(rate64)
-    for sampler, mask in (
-        (_poisson_inversion, (rate64 > 0) & (rate64 < _PTRS_MIN_RATE)),
-        (_poisson_ptrs, rate64 >= _PTRS_MIN_RATE),
-    ):
-        pixels = torch.nonzero(mask)
-        for start in range(0, pixels.shape[0], _POISSON_CHUNK):
-            rows, cols = pixels[start : start + _POISSON_CHUNK].unbind(1)
-            keyed = _KeyedPixels(rate64[rows, cols], cols, stream.low[rows], stream.high[rows])
-            counts[rows, cols] = sampler(keyed)[: rows.numel()]
-    return counts.to(rate.dtype)
+    # one 32-bit key per (image, pixel); the uniforms of step r are mix32(key + r * golden)
+    pixel_keys = stream.bits(torch.arange(rate.shape[1], dtype=torch.int32, device=rate.device)).reshape(-1)
+    flat_rate = rate.reshape(-1)
+    counts = torch.zeros(flat_rate.shape, dtype=torch.float64, device=rate.device)
+    small = torch.nonzero((flat_rate > 0) & (flat_rate < _PTRS_MIN_RATE)).squeeze(1)
+    for start in range(0, small.numel(), _POISSON_CHUNK):
+        chunk = small[start : start + _POISSON_CHUNK]
+        counts[chunk] = _poisson_inversion(*_gather_padded(flat_rate, pixel_keys, chunk))[: chunk.numel()]
+    large = torch.nonzero(flat_rate >= _PTRS_MIN_RATE).squeeze(1)
+    rejected = []
+    for start in range(0, large.numel(), _POISSON_CHUNK):
+        chunk = large[start : start + _POISSON_CHUNK]
+        accepted, k = _ptrs_round(*_gather_padded(flat_rate, pixel_keys, chunk), 0)
+        accepted, k = accepted[: chunk.numel()], k[: chunk.numel()]
+        counts[chunk] = torch.where(accepted, k, torch.zeros_like(k))
+        rejected.append(chunk[~accepted])
+    if rejected:
+        # the ~20% rejected once are few: later rounds run on all of them together
+        pending = torch.cat(rejected)
+        if pending.numel():
+            counts[pending] = _poisson_ptrs(*_gather_padded(flat_rate, pixel_keys, pending),
+                                            first_round=1)[: pending.numel()]
+    return counts.reshape(rate.shape).to(rate.dtype)
 
 
 def _pad_to_alignment(values: torch.Tensor) -> torch.Tensor:
@@ -189,119 +196,80 @@ def _pad_to_alignment(values: torch.Tensor) -> torch.Tensor:
     missing = aligned_count(values.shape[0]) - values.shape[0]
     if missing == 0:
         return values
-    return torch.cat([values, values[:1].expand(missing, *values.shape[1:])])
+    return torch.cat([values, values[:1].expand(missing)])
 
 
-class _KeyedPixels:
-    """Means, counters and stream keys of a list of pixels, padded to VECTOR_ALIGNMENT."""
-
-    def __init__(self, lam: torch.Tensor, cols: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
-        self.lam = _pad_to_alignment(lam)
-        self.cols = _pad_to_alignment(cols.to(torch.int32))
-        self.low = _pad_to_alignment(low)
-        self.high = _pad_to_alignment(high)
-
-    def uniforms(self, counter_offset: int) -> torch.Tensor:
-        return _uniform32_float64(_hash(self.cols + counter_offset, self.low, self.high))
-
-    def take(self, positions: torch.Tensor) -> "_KeyedPixels":
-        return _KeyedPixels(self.lam[positions], self.cols[positions], self.low[positions], self.high[positions])
+def _gather_padded(flat_rate, pixel_keys, positions):
+    positions = _pad_to_alignment(positions)
+    return flat_rate[positions].to(torch.float64), pixel_keys[positions]
 
 
-def _hash(counters: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    return mix32(mix32(counters * _signed(_GOLDEN32, 32) + low) ^ high)
+def _step_uniforms(pixel_keys: torch.Tensor, step: int) -> torch.Tensor:
+    return _uniform32_float64(mix32(pixel_keys + _signed(step * _GOLDEN32, 32)))
 
 
-_COMPACT_EVERY = 4
+# CDF-inversion steps between compactions of the still-searching pixels.
+_INVERSION_STEPS_PER_PASS = 8
 
 
-def _poisson_inversion(pixels: _KeyedPixels) -> torch.Tensor:
-    """Sequential CDF search: one exp, then only +, *, / (exact to the bit on any layout).
+def _poisson_inversion(lam: torch.Tensor, pixel_keys: torch.Tensor) -> torch.Tensor:
+    """Sequential CDF search: one exp, then only * and + in a fixed order (bit-exact on any layout).
 
-    The still-searching pixels are compacted every few steps (small means finish early).
+    count = #{k >= 0 : u > P(X <= k)}; pixels whose u is already below the CDF stop changing
+    and are dropped every few steps.
     """
-    result = torch.zeros_like(pixels.lam)
-    positions = torch.arange(pixels.lam.numel(), device=pixels.lam.device)
-    lam, threshold = pixels.lam, pixels.uniforms(0)
+    threshold = _step_uniforms(pixel_keys, 1)
     probability = torch.exp(-lam)
     cumulative = probability.clone()
-    count = torch.zeros_like(lam)
-    active = threshold > cumulative
+    count = (threshold > cumulative).to(lam.dtype)
+    result = torch.empty_like(lam)
+    positions = torch.arange(lam.numel(), device=lam.device)
     step = 0
     while True:
-        if step % _COMPACT_EVERY == 0:
-            result[positions] = count
-            keep = torch.nonzero(active).squeeze(1)
-            if keep.numel() == 0:
-                return result
-            keep = _pad_to_alignment(keep)
-            positions, lam, threshold = positions[keep], lam[keep], threshold[keep]
-            probability, cumulative, count, active = probability[keep], cumulative[keep], count[keep], active[keep]
-        step += 1
-        probability = probability * lam / step
-        cumulative = cumulative + probability
-        count = count + active.to(count.dtype)
-        # a cumulative sum that rounds below 1 must not loop forever
-        active = active & (threshold > cumulative) & (probability > 0)
+        for _ in range(_INVERSION_STEPS_PER_PASS):
+            step += 1
+            probability = probability * lam / step
+            cumulative = cumulative + probability
+            count = count + (threshold > cumulative).to(lam.dtype)
+        result[positions] = count
+        # probability > 0: a sum that rounds below the threshold must not loop forever
+        keep = torch.nonzero((threshold > cumulative) & (probability > 0)).squeeze(1)
+        if keep.numel() == 0:
+            return result
+        keep = _pad_to_alignment(keep)
+        positions, lam, threshold = positions[keep], lam[keep], threshold[keep]
+        probability, cumulative, count = probability[keep], cumulative[keep], count[keep]
 
 
-# log(k!) for k < 8 exactly; Stirling's series (5 terms, error < 1e-11) above.
-_SMALL_LOG_FACTORIALS = tuple(math.lgamma(k + 1.0) for k in range(8))
+# Stirling's series for log Gamma(x), x >= 9 (5 terms: error < 1e-12).
 _STIRLING_COEFFICIENTS = (8.333333333333333e-02, -2.777777777777778e-03, 7.936507936507937e-04,
                           -5.952380952380952e-04, 8.417508417508418e-04)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_STIRLING_SHIFT = 8
 
 
 def _log_factorial(k: torch.Tensor) -> torch.Tensor:
-    """log(k!) for integer-valued k >= 0 in float64.
+    """log(k!) for integer-valued k >= 0 in float64: log Gamma(k + 9) - log((k+1)...(k+8)).
 
-    torch.lgamma is not vectorised on CPU (about 40x slower than log); this is +, *, /
-    and one log, so it is also bit-stable on any layout.
+    torch.lgamma is not vectorised on CPU (about 40x slower than log); this is +, *, / and
+    two logs, branch-free, so it is also bit-stable on any layout.
     """
-    x = torch.clamp(k, min=7.0) + 1.0
+    x = k + (_STIRLING_SHIFT + 1.0)
     inverse_square = 1.0 / (x * x)
-    series = torch.full_like(x, _STIRLING_COEFFICIENTS[-1])
-    for coefficient in reversed(_STIRLING_COEFFICIENTS[:-1]):
-        series = series * inverse_square + coefficient
-    stirling = series / x + _HALF_LOG_2PI + (x - 0.5) * torch.log(x) - x
-    small = k < 8
-    if bool(small.any()):
-        table = torch.tensor(_SMALL_LOG_FACTORIALS, dtype=k.dtype, device=k.device)
-        stirling = torch.where(small, table[torch.clamp(k, min=0, max=7).to(torch.int64)], stirling)
-    return stirling
+    series = _STIRLING_COEFFICIENTS[-1] * inverse_square
+    for coefficient in reversed(_STIRLING_COEFFICIENTS[1:-1]):
+        series = (series + coefficient) * inverse_square
+    series = series + _STIRLING_COEFFICIENTS[0]
+    product = k + 1.0
+    for offset in range(2, _STIRLING_SHIFT + 1):
+        product = product * (k + float(offset))
+    return series / x + _HALF_LOG_2PI + (x - 0.5) * torch.log(x) - x - torch.log(product)
 
 
-# Rejection rounds are drawn in blocks: one round for every pixel (most are accepted),
-# then growing blocks of rounds at once for the few still rejected.
-_ROUND_BLOCKS = (1, 2, 4, 8, 16, 32)
-
-
-def _poisson_ptrs(pixels: _KeyedPixels) -> torch.Tensor:
-    """Hörmann (1993) PTRS for means >= 10; round r of a pixel always uses the same keyed uniforms."""
-    result = torch.zeros_like(pixels.lam)
-    pending = torch.arange(pixels.lam.numel(), device=pixels.lam.device)
-    first_round = 0
-    for block in _ROUND_BLOCKS:
-        rounds = torch.arange(first_round, first_round + block, dtype=torch.int32, device=pending.device)
-        block_pixels = pixels if first_round == 0 else pixels.take(_pad_to_alignment(pending))
-        accepted, k = _ptrs_rounds(block_pixels, rounds[:, None])
-        first_accepted = torch.argmax(accepted.to(torch.int8), dim=0, keepdim=True)
-        done = accepted.any(dim=0)[: pending.numel()]
-        values = torch.gather(k, 0, first_accepted)[0, : pending.numel()]
-        result[pending[done]] = values[done]
-        pending = pending[~done]
-        first_round += block
-        if pending.numel() == 0:
-            return result
-    raise RuntimeError(f"poisson(): values still rejected after {first_round} rejection rounds")
-
-
-def _ptrs_rounds(pixels: _KeyedPixels, rounds: torch.Tensor):
-    """(accepted, k), both (R, n), of rejection rounds `rounds` (an (R, 1) int32 tensor)."""
-    u_counters = (2 * rounds + 1) * _COUNTER_STRIDE + pixels.cols
-    u = _uniform32_float64(_hash(u_counters, pixels.low, pixels.high)) - 0.5
-    v = _uniform32_float64(_hash(u_counters + _COUNTER_STRIDE, pixels.low, pixels.high))
-    lam = pixels.lam
+def _ptrs_round(lam: torch.Tensor, pixel_keys: torch.Tensor, round_index: int):
+    """One round of Hörmann's (1993) PTRS for means >= 10: (accepted, candidate count)."""
+    u = _step_uniforms(pixel_keys, 2 * round_index + 2) - 0.5
+    v = _step_uniforms(pixel_keys, 2 * round_index + 3)
     b = 0.931 + 2.53 * torch.sqrt(lam)
     a = -0.059 + 0.02483 * b
     us = 0.5 - torch.abs(u)
@@ -309,5 +277,20 @@ def _ptrs_rounds(pixels: _KeyedPixels, rounds: torch.Tensor):
     quick = (us >= 0.07) & (v <= 0.9277 - 3.6224 / (b - 2))
     hopeless = (k < 0) | ((us < 0.013) & (v > us))
     log_accept = torch.log(v) + torch.log(1.1239 + 1.1328 / (b - 3.4)) - torch.log(a / (us * us) + b)
-    exact = log_accept <= -lam + k * torch.log(lam) - _log_factorial(torch.clamp(k, min=0))
+    exact = log_accept <= -lam + k * torch.log(lam) - _log_factorial(torch.relu(k))
     return quick | (~hopeless & exact), k
+
+
+def _poisson_ptrs(lam: torch.Tensor, pixel_keys: torch.Tensor, first_round: int = 0) -> torch.Tensor:
+    """PTRS rounds until every pixel is accepted; round r of a pixel always uses the same uniforms."""
+    result = torch.zeros_like(lam)
+    positions = torch.arange(lam.numel(), device=lam.device)
+    for round_index in range(first_round, _MAX_REJECTION_ROUNDS):
+        accepted, k = _ptrs_round(lam, pixel_keys, round_index)
+        result[positions[accepted]] = k[accepted]
+        keep = torch.nonzero(~accepted).squeeze(1)
+        if keep.numel() == 0:
+            return result
+        keep = _pad_to_alignment(keep)
+        positions, lam, pixel_keys = positions[keep], lam[keep], pixel_keys[keep]
+    raise RuntimeError(f"poisson(): values still rejected after {_MAX_REJECTION_ROUNDS} rejection rounds")
