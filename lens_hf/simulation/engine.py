@@ -42,7 +42,7 @@ _NON_NEGATIVE = ("einstein_radius_arcsec", "source_r_sersic", "source_n_sersic",
 # kernels run several times faster when their operands stay in the CPU cache.
 _SLICE_ELEMENTS = 1 << 16
 _TILE_ELEMENTS = 1 << 16
-_NOISE_SLICE_ELEMENTS = 1 << 17
+_NOISE_SLICE_ELEMENTS = 1 << 23  # noise.py slices finer itself
 
 
 @dataclass
@@ -137,8 +137,8 @@ def _deflection(preset, meta, x, y, dtype):
             _add_in_tiles(alpha_x, alpha_y, rows, x, y, args, vortex, terms=preset.vortex_points)
         else:
             vortex_x, vortex_y = vortex_line_deflection(x, y, *args, n_points=preset.vortex_points)
-            alpha_x[rows] = alpha_x[rows] + vortex_x
-            alpha_y[rows] = alpha_y[rows] + vortex_y
+            alpha_x.index_add_(0, rows, vortex_x)
+            alpha_y.index_add_(0, rows, vortex_y)
     return alpha_x, alpha_y
 
 
@@ -146,22 +146,27 @@ def _add_in_tiles(alpha_x, alpha_y, rows, x, y, args, deflection, terms=None):
     """alpha[rows] += deflection(x, y, *args), computed tile by tile (images x pixel ranges).
 
     Pixel ranges are multiples of rng.VECTOR_ALIGNMENT, so each value is computed exactly as
-    it would be in one call.
+    it would be in one call; each alpha value receives exactly one addition.
     """
     terms = terms if terms is not None else args[0].shape[1]
     pixels = x.shape[-1]
     tile_pixels = max(VECTOR_ALIGNMENT, min(pixels, _TILE_ELEMENTS // max(terms, 1)) // VECTOR_ALIGNMENT
                       * VECTOR_ALIGNMENT)
     tile_rows = max(1, _TILE_ELEMENTS // (terms * tile_pixels))
+    sum_x = alpha_x.new_empty((rows.numel(), pixels))
+    sum_y = alpha_y.new_empty((rows.numel(), pixels))
     for first_row in range(0, rows.numel(), tile_rows):
         row_slice = slice(first_row, first_row + tile_rows)
-        target_rows = rows[row_slice]
         tile_args = [arg[row_slice] for arg in args]
         for first_pixel in range(0, pixels, tile_pixels):
             columns = slice(first_pixel, first_pixel + tile_pixels)
-            tile_x, tile_y = deflection(x[columns], y[columns], *tile_args)
-            alpha_x[target_rows, columns] += tile_x
-            alpha_y[target_rows, columns] += tile_y
+            sum_x[row_slice, columns], sum_y[row_slice, columns] = deflection(x[columns], y[columns], *tile_args)
+    if rows.numel() == alpha_x.shape[0]:  # every image: rows is 0..B-1
+        alpha_x += sum_x
+        alpha_y += sum_y
+    else:
+        alpha_x.index_add_(0, rows, sum_x)
+        alpha_y.index_add_(0, rows, sum_y)
 
 
 def _surface_brightness(preset, meta, dtype, target: bool):

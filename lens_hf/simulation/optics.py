@@ -8,6 +8,7 @@ is shifted adds and multiplies, which torch rounds identically for any batch lay
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -18,6 +19,12 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 def pixel_grid(image_size: int, pixel_scale: float, supersampling: int = 1, *,
                dtype=torch.float32, device=None):
+    """See _pixel_grid; cached, as every slice of a batch uses the same grid."""
+    return _pixel_grid(int(image_size), float(pixel_scale), int(supersampling), dtype, str(torch.device(device or "cpu")))
+
+
+@lru_cache(maxsize=32)
+def _pixel_grid(image_size: int, pixel_scale: float, supersampling: int, dtype, device: str):
     """Flattened, padded (x, y) sample positions of an image (and its sub-pixels).
 
     Pixel (row j, column i) of an N-pixel image sits at x = (i - (N-1)/2) * pixel_scale,

@@ -18,8 +18,9 @@ SIE_CORE = 1e-10
 POINT_MASS_MIN_RADIUS = 1e-8
 # Maximum ellipticity modulus lenstronomy accepts before clipping (q >= 5e-5).
 MAX_ELLIPTICITY = 0.9999
-# Below this argument, atan(z)/z and atanh(z)/z use their series (round SIE, float32).
-_SERIES_LIMIT = 1e-3
+# The SIE's eccentricity sqrt(1 - q^2) is floored here: atan(e t)/e and atanh(e t)/e then stay
+# finite for a round lens, and differ from their e -> 0 limit by < 1e-12 relative.
+_MIN_ECCENTRICITY = 1e-6
 
 
 def ellipticity_to_angle_axis_ratio(e1: torch.Tensor, e2: torch.Tensor):
@@ -34,36 +35,25 @@ def angle_axis_ratio_to_ellipticity(phi: torch.Tensor, q: torch.Tensor):
     return modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
 
 
-def _atan_ratio(z: torch.Tensor) -> torch.Tensor:
-    """atan(z)/z, finite at z = 0."""
-    small = torch.abs(z) < _SERIES_LIMIT
-    safe = torch.where(small, torch.ones_like(z), z)
-    return torch.where(small, 1 - z * z / 3, torch.atan(safe) / safe)
-
-
-def _atanh_ratio(z: torch.Tensor) -> torch.Tensor:
-    """atanh(z)/z, finite at z = 0."""
-    small = torch.abs(z) < _SERIES_LIMIT
-    safe = torch.where(small, torch.full_like(z, 0.5), z)
-    return torch.where(small, 1 + z * z / 3, torch.atanh(safe) / safe)
-
-
 def sie_deflection(x, y, theta_e, e1, e2, center_x, center_y):
-    """Singular isothermal ellipsoid (lenstronomy 'SIE'): Keeton & Kochanek's closed form."""
+    """Singular isothermal ellipsoid (lenstronomy 'SIE'): Keeton & Kochanek's closed form.
+
+    Per-image quantities are folded into (B, 1) coefficients first, so each pixel costs a
+    few multiply-adds, one sqrt, one atan and one atanh.
+    """
     phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
     cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    b = theta_e * torch.sqrt(q)  # lenstronomy: theta_E (product average) -> b = theta_E sqrt(q)
+    core = SIE_CORE / torch.sqrt(q)
+    eccentricity = torch.clamp(torch.sqrt((1 - q) * (1 + q)), min=_MIN_ECCENTRICITY)
+    strength = b / eccentricity
     dx, dy = x - center_x, y - center_y
     # rotate into the frame of the major axis
     xr = cos_phi * dx + sin_phi * dy
-    yr = -sin_phi * dx + cos_phi * dy
-    b = theta_e * torch.sqrt(q)  # lenstronomy: theta_E (product average) -> b = theta_E sqrt(q)
-    core = SIE_CORE / torch.sqrt(q)
+    yr = cos_phi * dy - sin_phi * dx
     psi = torch.sqrt(q * q * (core * core + xr * xr) + yr * yr)
-    eccentricity = torch.sqrt((1 - q) * (1 + q))
-    x_term = xr / (psi + core)
-    y_term = yr / (psi + q * q * core)
-    alpha_xr = b * x_term * _atan_ratio(eccentricity * x_term)
-    alpha_yr = b * y_term * _atanh_ratio(eccentricity * y_term)
+    alpha_xr = strength * torch.atan(eccentricity * xr / (psi + core))
+    alpha_yr = strength * torch.atanh(eccentricity * yr / (psi + q * q * core))
     return cos_phi * alpha_xr - sin_phi * alpha_yr, sin_phi * alpha_xr + cos_phi * alpha_yr
 
 
@@ -76,13 +66,15 @@ def point_mass_deflection(x, y, theta_e, center_x, center_y):
     """Sum of K point masses per image.
 
     x, y: (P,) or (B, P); theta_e, center_x, center_y: (B, K). Padding entries with
-    theta_e = 0 contribute exactly zero, so a fixed K can hold variable counts.
+    theta_e = 0 contribute exactly zero, so a fixed K can hold variable counts. In-place steps
+    keep the (B, K, P) temporaries to three.
     """
     dx = x.unsqueeze(-2) - center_x.unsqueeze(-1)
     dy = y.unsqueeze(-2) - center_y.unsqueeze(-1)
-    radius_sq = torch.clamp(dx * dx + dy * dy, min=POINT_MASS_MIN_RADIUS**2)
-    strength = (theta_e * theta_e).unsqueeze(-1) / radius_sq
-    return (strength * dx).sum(dim=-2), (strength * dy).sum(dim=-2)
+    strength = dx * dx
+    strength.addcmul_(dy, dy).clamp_(min=POINT_MASS_MIN_RADIUS**2)
+    torch.div((theta_e * theta_e).unsqueeze(-1).expand_as(strength), strength, out=strength)
+    return dx.mul_(strength).sum(dim=-2), dy.mul_(strength).sum(dim=-2)
 
 
 def vortex_point_positions(angle, half_length, center_x, center_y, n_points: int):
@@ -157,16 +149,22 @@ def sersic_ellipse(x, y, amplitude, r_sersic, n_sersic, e1, e2, center_x, center
     (intermediate-axis) half-light radius.
     """
     phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
+    sqrt_q = torch.sqrt(q)
     cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
     dx, dy = x - center_x, y - center_y
-    sqrt_q = torch.sqrt(q)
-    x_ell = (cos_phi * dx + sin_phi * dy) * sqrt_q
-    y_ell = (-sin_phi * dx + cos_phi * dy) / sqrt_q
+    x_ell = (cos_phi * sqrt_q) * dx + (sin_phi * sqrt_q) * dy
+    y_ell = (cos_phi / sqrt_q) * dy - (sin_phi / sqrt_q) * dx
     radius = torch.clamp(torch.sqrt(x_ell * x_ell + y_ell * y_ell), min=smoothing)
     fraction = radius / torch.clamp(r_sersic, min=smoothing)
-    exponent = -sersic_b_n(n_sersic) * (torch.pow(fraction, 1.0 / n_sersic) - 1.0)
-    brightness = amplitude * torch.exp(exponent)
-    return torch.where(fraction <= max_radius_fraction, brightness, torch.zeros_like(brightness))
+    if isinstance(n_sersic, torch.Tensor) and bool((n_sersic != 1).any()):
+        scaled = torch.pow(fraction, 1.0 / n_sersic)
+    else:  # n = 1 (the published source): pow(f, 1) is f, skip the pass
+        scaled = fraction
+    b_n = sersic_b_n(n_sersic)
+    brightness = torch.exp(b_n - b_n * scaled)
+    if not (isinstance(amplitude, float) and amplitude == 1.0):
+        brightness = brightness * amplitude
+    return brightness.masked_fill_(fraction > max_radius_fraction, 0.0)
 
 
 def sersic_total_flux(amplitude, r_sersic, n_sersic):

@@ -43,13 +43,17 @@ def _mix64(values: torch.Tensor) -> torch.Tensor:
     return values ^ _logical_shift_right(values, 31, 64)
 
 
+_LOWBIAS_A_SIGNED = _signed(_LOWBIAS_A, 32)
+_LOWBIAS_B_SIGNED = _signed(_LOWBIAS_B, 32)
+
+
 def mix32(values: torch.Tensor) -> torch.Tensor:
-    """lowbias32 integer hash on int32 tensors."""
-    values = values ^ _logical_shift_right(values, 16, 32)
-    values = values * _signed(_LOWBIAS_A, 32)
-    values = values ^ _logical_shift_right(values, 15, 32)
-    values = values * _signed(_LOWBIAS_B, 32)
-    return values ^ _logical_shift_right(values, 16, 32)
+    """lowbias32 integer hash on int32 tensors (>> with a mask is the logical shift)."""
+    values = values ^ ((values >> 16) & 0xFFFF)
+    values = values * _LOWBIAS_A_SIGNED
+    values = values ^ ((values >> 15) & 0x1FFFF)
+    values = values * _LOWBIAS_B_SIGNED
+    return values ^ ((values >> 16) & 0xFFFF)
 
 
 def stream_id(name: str) -> int:
@@ -166,29 +170,45 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
     if not torch.isfinite(rate).all() or (rate < 0).any():
         raise ValueError("poisson(): rates must be finite and >= 0")
     stream = StreamKeys(keys, name)
-    # one 32-bit key per (image, pixel); the uniforms of step r are mix32(key + r * golden)
-    pixel_keys = stream.bits(torch.arange(rate.shape[1], dtype=torch.int32, device=rate.device)).reshape(-1)
-    flat_rate = rate.reshape(-1)
-    counts = torch.zeros(flat_rate.shape, dtype=torch.float64, device=rate.device)
-    small = torch.nonzero((flat_rate > 0) & (flat_rate < _PTRS_MIN_RATE)).squeeze(1)
-    for start in range(0, small.numel(), _POISSON_CHUNK):
-        chunk = small[start : start + _POISSON_CHUNK]
-        counts[chunk] = _poisson_inversion(*_gather_padded(flat_rate, pixel_keys, chunk))[: chunk.numel()]
-    large = torch.nonzero(flat_rate >= _PTRS_MIN_RATE).squeeze(1)
+    batch, width = rate.shape
+    counters = torch.arange(width, dtype=torch.int32, device=rate.device)
+    # Sort the pixels of a few images at a time into the two samplers: (flat index, mean, key).
+    small, large = [], []
+    rows_per_pass = max(1, _POISSON_CHUNK // width)
+    for first in range(0, batch, rows_per_pass):
+        rows = slice(first, first + rows_per_pass)
+        # one 32-bit key per (image, pixel); the uniforms of step r are mix32(key + r * golden)
+        pixel_keys = mix32(mix32(counters * _signed(_GOLDEN32, 32) + stream.low[rows, None])
+                           ^ stream.high[rows, None]).reshape(-1)
+        flat_rate = rate[rows].reshape(-1)
+        for selected, mask in ((small, (flat_rate > 0) & (flat_rate < _PTRS_MIN_RATE)),
+                               (large, flat_rate >= _PTRS_MIN_RATE)):
+            positions = torch.nonzero(mask).squeeze(1)
+            selected.append((positions + first * width, flat_rate[positions], pixel_keys[positions]))
+    counts = torch.zeros(batch * width, dtype=torch.float64, device=rate.device)
+    positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*small))
+    for start in range(0, positions.numel(), _POISSON_CHUNK):
+        chunk = slice(start, start + _POISSON_CHUNK)
+        counts[positions[chunk]] = _poisson_inversion(*_padded(lam[chunk], pixel_keys[chunk]))[: positions[chunk].numel()]
+    positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*large))
     rejected = []
-    for start in range(0, large.numel(), _POISSON_CHUNK):
-        chunk = large[start : start + _POISSON_CHUNK]
-        accepted, k = _ptrs_round(*_gather_padded(flat_rate, pixel_keys, chunk), 0)
-        accepted, k = accepted[: chunk.numel()], k[: chunk.numel()]
-        counts[chunk] = torch.where(accepted, k, torch.zeros_like(k))
-        rejected.append(chunk[~accepted])
-    if rejected:
+    for start in range(0, positions.numel(), _POISSON_CHUNK):
+        chunk = slice(start, start + _POISSON_CHUNK)
+        size = positions[chunk].numel()
+        accepted, k = _ptrs_round(*_padded(lam[chunk], pixel_keys[chunk]), 0)
+        accepted, k = accepted[:size], k[:size]
+        counts[positions[chunk]] = torch.where(accepted, k, torch.zeros_like(k))
+        rejected.append(torch.nonzero(~accepted).squeeze(1) + start)
+    pending = torch.cat(rejected) if rejected else positions[:0]
+    if pending.numel():
         # the ~20% rejected once are few: later rounds run on all of them together
-        pending = torch.cat(rejected)
-        if pending.numel():
-            counts[pending] = _poisson_ptrs(*_gather_padded(flat_rate, pixel_keys, pending),
-                                            first_round=1)[: pending.numel()]
+        counts[positions[pending]] = _poisson_ptrs(*_padded(lam[pending], pixel_keys[pending]),
+                                                   first_round=1)[: pending.numel()]
     return counts.reshape(rate.shape).to(rate.dtype)
+
+
+def _padded(lam: torch.Tensor, pixel_keys: torch.Tensor):
+    return _pad_to_alignment(lam).to(torch.float64), _pad_to_alignment(pixel_keys)
 
 
 def _pad_to_alignment(values: torch.Tensor) -> torch.Tensor:
@@ -197,11 +217,6 @@ def _pad_to_alignment(values: torch.Tensor) -> torch.Tensor:
     if missing == 0:
         return values
     return torch.cat([values, values[:1].expand(missing)])
-
-
-def _gather_padded(flat_rate, pixel_keys, positions):
-    positions = _pad_to_alignment(positions)
-    return flat_rate[positions].to(torch.float64), pixel_keys[positions]
 
 
 def _step_uniforms(pixel_keys: torch.Tensor, step: int) -> torch.Tensor:
@@ -267,18 +282,25 @@ def _log_factorial(k: torch.Tensor) -> torch.Tensor:
 
 
 def _ptrs_round(lam: torch.Tensor, pixel_keys: torch.Tensor, round_index: int):
-    """One round of Hörmann's (1993) PTRS for means >= 10: (accepted, candidate count)."""
+    """One round of Hörmann's (1993) PTRS for means >= 10: (accepted, candidate count).
+
+    Most candidates pass the cheap squeeze test; only the others get the log-density test.
+    """
     u = _step_uniforms(pixel_keys, 2 * round_index + 2) - 0.5
     v = _step_uniforms(pixel_keys, 2 * round_index + 3)
     b = 0.931 + 2.53 * torch.sqrt(lam)
     a = -0.059 + 0.02483 * b
     us = 0.5 - torch.abs(u)
     k = torch.floor((2 * a / us + b) * u + lam + 0.43)
-    quick = (us >= 0.07) & (v <= 0.9277 - 3.6224 / (b - 2))
-    hopeless = (k < 0) | ((us < 0.013) & (v > us))
-    log_accept = torch.log(v) + torch.log(1.1239 + 1.1328 / (b - 3.4)) - torch.log(a / (us * us) + b)
-    exact = log_accept <= -lam + k * torch.log(lam) - _log_factorial(torch.relu(k))
-    return quick | (~hopeless & exact), k
+    accepted = (us >= 0.07) & (v <= 0.9277 - 3.6224 / (b - 2))
+    undecided = torch.nonzero(~accepted & (k >= 0) & ((us >= 0.013) | (v <= us))).squeeze(1)
+    if undecided.numel():
+        padded = _pad_to_alignment(undecided)
+        lam_u, b_u, a_u, us_u, v_u, k_u = (t[padded] for t in (lam, b, a, us, v, k))
+        log_accept = torch.log(v_u) + torch.log(1.1239 + 1.1328 / (b_u - 3.4)) - torch.log(a_u / (us_u * us_u) + b_u)
+        exact = log_accept <= -lam_u + k_u * torch.log(lam_u) - _log_factorial(k_u)
+        accepted[undecided] = exact[: undecided.numel()]
+    return accepted, k
 
 
 def _poisson_ptrs(lam: torch.Tensor, pixel_keys: torch.Tensor, first_round: int = 0) -> torch.Tensor:
