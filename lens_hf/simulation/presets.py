@@ -717,15 +717,19 @@ class LensFindingPreset(SimulationPreset):
     companion_radius_range: tuple = (1.0, 3.0)
 
     def __post_init__(self):
+        self._check_lens_fraction()
         if self.class_weights is None and self.classes is None:
             self.class_weights = (1.0 - self.lens_fraction, self.lens_fraction)
         super().__post_init__()
 
-    def validate(self) -> None:
-        super().validate()
+    def _check_lens_fraction(self):
         self._check_finite("lens_fraction", self.lens_fraction)
         if not 0.0 <= self.lens_fraction <= 1.0:
             self._fail("lens_fraction", f"must be in [0, 1], got {self.lens_fraction}")
+
+    def validate(self) -> None:
+        self._check_lens_fraction()
+        super().validate()
         for name in ("einstein_radius_range", "lens_light_r_sersic_range", "lens_light_n_sersic_range",
                      "source_r_sersic_range", "source_n_sersic_range"):
             self._check_range(name, getattr(self, name), positive=True)
