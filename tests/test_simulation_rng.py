@@ -1,0 +1,95 @@
+"""Counter-based random numbers and the keyed exact Poisson sampler of the simulator."""
+import numpy as np
+import pytest
+import torch
+
+from lens_hf.simulation import rng
+
+stats = pytest.importorskip("scipy.stats")
+
+
+def _lowbias32_reference(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.uint32)
+    values ^= values >> np.uint32(16)
+    values *= np.uint32(0x7FEB352D)
+    values ^= values >> np.uint32(15)
+    values *= np.uint32(0x846CA68B)
+    values ^= values >> np.uint32(16)
+    return values
+
+
+def test_int32_hash_wraps_like_uint32_arithmetic():
+    values = torch.arange(-70000, 70003, dtype=torch.int32)  # odd length: scalar tails too
+    ours = rng.mix32(values).numpy().view(np.uint32)
+    assert np.array_equal(ours, _lowbias32_reference(values.numpy().view(np.uint32)))
+
+
+def test_image_keys_depend_on_seed_and_index_only():
+    indices = torch.arange(1000)
+    keys = rng.image_keys(0, indices)
+    assert keys.unique().numel() == 1000
+    assert torch.equal(keys[500:], rng.image_keys(0, indices[500:]))
+    assert torch.equal(rng.image_keys(torch.zeros(1000, dtype=torch.int64), indices), keys)
+    shifted = rng.image_keys(1, indices)
+    assert not bool(torch.isin(shifted, keys).any())  # no shared images between neighbouring seeds
+    with pytest.raises(TypeError, match="seed"):
+        rng.image_keys(1.5, indices)
+
+
+def test_uniforms_are_open_interval_and_uniform():
+    keys = rng.image_keys(3, torch.arange(2000))
+    for dtype in (torch.float32, torch.float64):
+        values = rng.uniform(keys, "test", 50, dtype).flatten()
+        assert values.min() > 0 and values.max() < 1
+        assert stats.kstest(values.double().numpy(), "uniform").pvalue > 1e-3
+    assert not torch.equal(rng.uniform(keys, "a", 4), rng.uniform(keys, "b", 4))
+
+
+def test_normals_are_standard_normal():
+    values = rng.normal(rng.image_keys(0, torch.arange(500)), "n", 128).double().flatten().numpy()
+    assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
+    assert stats.kstest(values, "norm").pvalue > 1e-3
+    with pytest.raises(ValueError, match="padded"):
+        rng.normal(rng.image_keys(0, torch.arange(2)), "n", 100)
+
+
+@pytest.mark.parametrize("mean", [0.05, 0.7, 4.2, 9.999, 10.0, 37.5, 2500.0])
+def test_poisson_counts_follow_the_poisson_distribution(mean):
+    """Both samplers (inversion below 10, PTRS from 10) against the exact pmf (chi-square)."""
+    rows = 800
+    counts = rng.poisson(torch.full((rows, 256), mean), rng.image_keys(5, torch.arange(rows)), "p")
+    counts = counts.flatten().double().numpy()
+    assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+    low, high = int(stats.poisson.ppf(1e-4, mean)), int(stats.poisson.ppf(1 - 1e-4, mean))
+    edges = np.arange(low, high + 2) - 0.5
+    observed, _ = np.histogram(counts, bins=edges)
+    expected = np.diff(stats.poisson.cdf(edges, mean)) * counts.size
+    keep = expected > 20
+    chi_square = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert stats.chi2.sf(chi_square, keep.sum() - 1) > 1e-4
+    assert counts.mean() == pytest.approx(mean, rel=0.01, abs=0.003)
+
+
+def test_poisson_draws_do_not_depend_on_the_batch_they_are_in():
+    rates = torch.rand(9, 640, dtype=torch.float64) * torch.logspace(-2, 3, 640, dtype=torch.float64)
+    rates[:, ::7] = 0
+    keys = rng.image_keys(11, torch.arange(100, 109))
+    together = rng.poisson(rates, keys, "c")
+    apart = torch.cat([rng.poisson(rates[i : i + 2], keys[i : i + 2], "c") for i in range(0, 9, 2)])
+    assert torch.equal(together, apart)
+    assert (together[:, ::7] == 0).all()
+
+
+def test_poisson_rejects_bad_rates():
+    keys = rng.image_keys(0, torch.arange(2))
+    with pytest.raises(ValueError, match="finite"):
+        rng.poisson(torch.full((2, 64), float("nan")), keys, "c")
+    with pytest.raises(ValueError, match=">= 0"):
+        rng.poisson(torch.full((2, 64), -1.0), keys, "c")
+    with pytest.raises(ValueError, match="padded"):
+        rng.poisson(torch.ones(2, 10), keys, "c")
+
+
+def test_log_factorial_matches_lgamma():
+    k = torch.arange(0, 200000, dtype=torch.float64)
+    assert torch.allclose(rng._log_factorial(k), torch.lgamma(k + 1), rtol=1e-13, atol=1e-12)
