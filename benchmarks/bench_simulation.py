@@ -30,6 +30,7 @@ SCENES = (
     # (label, preset name, overrides, images per timing, issue target ratio)
     ("model_ii cdm 64px (25 point masses)", "model_ii", {"classes": ("cdm",)}, 256, 3.0),
     ("model_i cdm 150px (25 point masses, Poisson noise)", "model_i", {"classes": ("cdm",)}, 64, 3.0),
+    ("model_i cdm 150px noiseless (rendering only)", "model_i", {"classes": ("cdm",), "noise": False}, 64, 3.0),
     ("model_ii axion 64px (100 point masses)", "model_ii", {"classes": ("axion",)}, 128, 3.0),
     ("model_ii axion 64px (line-mass vortex)", "model_ii", {"classes": ("axion",), "vortex_model": "line"}, 256, 10.0),
 )

@@ -17,7 +17,7 @@ from .optics import gaussian_blur, gaussian_kernel_1d, pixel_grid, unpad_to_imag
 from .presets import SimulationPreset
 from .profiles import (point_mass_deflection, sersic_ellipse, shear_deflection, sie_deflection,
                        vortex_line_deflection, vortex_points_deflection)
-from .rng import VECTOR_ALIGNMENT, check_seed, image_keys
+from .rng import VECTOR_ALIGNMENT, check_seed, image_keys, work_size
 
 # Keys every metadata dict holds, by shape: (N,), (N, bands), (N, max_subhalos).
 PER_IMAGE_KEYS = (
@@ -150,9 +150,9 @@ def _add_in_tiles(alpha_x, alpha_y, rows, x, y, args, deflection, terms=None):
     """
     terms = terms if terms is not None else args[0].shape[1]
     pixels = x.shape[-1]
-    tile_pixels = max(VECTOR_ALIGNMENT, min(pixels, _TILE_ELEMENTS // max(terms, 1)) // VECTOR_ALIGNMENT
-                      * VECTOR_ALIGNMENT)
-    tile_rows = max(1, _TILE_ELEMENTS // (terms * tile_pixels))
+    budget = work_size(x.device, _TILE_ELEMENTS)
+    tile_pixels = max(VECTOR_ALIGNMENT, min(pixels, budget // max(terms, 1)) // VECTOR_ALIGNMENT * VECTOR_ALIGNMENT)
+    tile_rows = max(1, budget // (terms * tile_pixels))
     sum_x = alpha_x.new_empty((rows.numel(), pixels))
     sum_y = alpha_y.new_empty((rows.numel(), pixels))
     for first_row in range(0, rows.numel(), tile_rows):
@@ -227,10 +227,11 @@ def _slices(meta: dict, step: int):
 def _render_batch(preset, meta: dict, dtype, target: bool, with_noise: bool = True) -> torch.Tensor:
     size, _, supersampling = preset.grid(target)
     pixels = size * size * len(preset.bands)
-    step = max(1, _SLICE_ELEMENTS // (pixels * supersampling * supersampling))
+    device = meta["index"].device
+    step = max(1, work_size(device, _SLICE_ELEMENTS) // (pixels * supersampling * supersampling))
     images = torch.cat([_render_slice(preset, part, dtype, target) for _, part in _slices(meta, step)])
     # noise runs on bigger slices: its fixed cost per call is higher
-    step = max(1, _NOISE_SLICE_ELEMENTS // pixels)
+    step = max(1, work_size(device, _NOISE_SLICE_ELEMENTS) // pixels)
     return torch.cat([_finish_slice(preset, images[start : start + step], part, target, with_noise)
                       for start, part in _slices(meta, step)])
 

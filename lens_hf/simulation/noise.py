@@ -30,7 +30,7 @@ _SLICE_ELEMENTS = 1 << 16
 
 
 def _row_slices(flat: torch.Tensor):
-    step = max(1, _SLICE_ELEMENTS // flat.shape[1])
+    step = max(1, rng.work_size(flat.device, _SLICE_ELEMENTS) // flat.shape[1])
     return [slice(first, first + step) for first in range(0, flat.shape[0], step)]
 
 

@@ -135,6 +135,16 @@ def uniform(keys: torch.Tensor, name: str, count: int, dtype: torch.dtype = torc
     return _uniform_from_bits(stream.bits(counters), dtype)
 
 
+# Work is cut into pieces of a few times 10^4 values on a CPU, so the operands of every
+# elementwise kernel stay in cache, and into pieces this many times larger on a GPU, to fill it.
+GPU_WORK_FACTOR = 256
+
+
+def work_size(device, cpu_elements: int) -> int:
+    """Values per piece of work on this device (see GPU_WORK_FACTOR)."""
+    return cpu_elements if torch.device(device).type == "cpu" else cpu_elements * GPU_WORK_FACTOR
+
+
 def aligned_count(count: int) -> int:
     return -(-count // VECTOR_ALIGNMENT) * VECTOR_ALIGNMENT
 
@@ -171,10 +181,11 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError("poisson(): rates must be finite and >= 0")
     stream = StreamKeys(keys, name)
     batch, width = rate.shape
+    chunk_size = work_size(rate.device, _POISSON_CHUNK)
     counters = torch.arange(width, dtype=torch.int32, device=rate.device)
     # Sort the pixels of a few images at a time into the two samplers: (flat index, mean, key).
     small, large = [], []
-    rows_per_pass = max(1, _POISSON_CHUNK // width)
+    rows_per_pass = max(1, chunk_size // width)
     for first in range(0, batch, rows_per_pass):
         rows = slice(first, first + rows_per_pass)
         # one 32-bit key per (image, pixel); the uniforms of step r are mix32(key + r * golden)
@@ -187,13 +198,13 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
             selected.append((positions + first * width, flat_rate[positions], pixel_keys[positions]))
     counts = torch.zeros(batch * width, dtype=torch.float64, device=rate.device)
     positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*small))
-    for start in range(0, positions.numel(), _POISSON_CHUNK):
-        chunk = slice(start, start + _POISSON_CHUNK)
+    for start in range(0, positions.numel(), chunk_size):
+        chunk = slice(start, start + chunk_size)
         counts[positions[chunk]] = _poisson_inversion(*_padded(lam[chunk], pixel_keys[chunk]))[: positions[chunk].numel()]
     positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*large))
     rejected = []
-    for start in range(0, positions.numel(), _POISSON_CHUNK):
-        chunk = slice(start, start + _POISSON_CHUNK)
+    for start in range(0, positions.numel(), chunk_size):
+        chunk = slice(start, start + chunk_size)
         size = positions[chunk].numel()
         accepted, k = _ptrs_round(*_padded(lam[chunk], pixel_keys[chunk]), 0)
         accepted, k = accepted[:size], k[:size]
