@@ -108,6 +108,22 @@ def test_models_ii_and_iii_are_twice_the_noiseless_model_unless_noise_is_asked_f
         assert torch.equal(render(noisy, result.metadata, noise=False), result.images)
 
 
+def test_adu_counts_divide_rates_and_noise_by_the_gain():
+    electrons = small("model_ii", noise=True)
+    adu = small("model_ii", noise=True, count_unit="ADU")
+    meta_e, meta_adu = simulate(electrons, n=2, seed=0).metadata, simulate(adu, n=2, seed=0).metadata
+    assert torch.allclose(meta_adu["source_amplitude"], meta_e["source_amplitude"] / 3.1)
+    t = torch.tensor([2260.0], dtype=torch.float64)
+    assert torch.allclose(adu.band_background_sigma(t), electrons.band_background_sigma(t) / 3.1)
+
+
+def test_progress_bar_does_not_change_the_images(capsys):
+    preset = small("model_ii")
+    assert torch.equal(simulate(preset, n=4, seed=0, progress=True, batch_size=2).images,
+                       simulate(preset, n=4, seed=0).images)
+    assert "simulate model_ii" in capsys.readouterr().err
+
+
 def test_class_subsets_and_weights():
     only_cdm = simulate(small("model_ii", classes=("cdm",)), n=5, seed=0)
     assert only_cdm.labels.tolist() == [1] * 5  # still indexes the full class list
@@ -333,6 +349,8 @@ def test_instrument_noise_mean_and_variance():
         ("model_ii", {"source_magnitude": None}, "source_amplitude"),
         ("pretrain", {"classes": ("cdm",)}, "classes"),
         ("model_i", {"exposure_time_log10_range": None}, "exposure_time_log10_range"),
+        ("model_ii", {"lens_light_magnitude": 19.0, "lens_light_amplitude": 1.0}, "lens_light_amplitude"),
+        ("model_ii", {"lens_light_r_sersic": 0.0}, "lens_light_r_sersic"),
     ],
 )
 def test_bad_preset_fields_raise_errors_naming_the_field(name, overrides, field_name):

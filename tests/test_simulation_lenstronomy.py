@@ -233,6 +233,12 @@ def test_supersampled_images_match_lenstronomy_supersampling():
     _compare(get_preset("model_ii", supersampling=3, image_size=32), 3)
 
 
+def test_optional_lens_light_matches_lenstronomy():
+    result = _compare(get_preset("model_iii", image_size=40, lens_light_magnitude=19.0, lens_light_e1=0.2), 2)
+    assert (result.metadata["lens_light_amplitude"] > 0).all()
+    _compare(get_preset("model_i", image_size=40, noise=False, lens_light_amplitude=2.0, lens_light_n_sersic=2.5), 2)
+
+
 def test_sr_pair_targets_and_lens_finding_bands_match_lenstronomy():
     preset = get_preset("sr_pairs", normalize="none", classes=("cdm",), image_size=40, hr_image_size=80,
                         hr_pixel_scale=0.05 * 40 / 80)

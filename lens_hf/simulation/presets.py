@@ -340,6 +340,14 @@ class DeepLenseSimPreset(SimulationPreset):
     log10_m_axion_range: tuple = (-24.0, -22.0)
     # Vortex half-length L = this * (1e-22 eV / m) arcsec (published: 0.06 / 2).
     vortex_length_at_1e22: float = 0.03
+    # Optional light of the lens galaxy (not in the published data): an elliptical Sersic at the
+    # lens centre, set by amplitude (surface brightness at R) or magnitude; None: no lens light.
+    lens_light_amplitude: Optional[float] = None
+    lens_light_magnitude: Optional[float] = None
+    lens_light_r_sersic: float = 1.0
+    lens_light_n_sersic: float = 4.0
+    lens_light_e1: float = 0.1
+    lens_light_e2: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -382,6 +390,15 @@ class DeepLenseSimPreset(SimulationPreset):
         self._check_finite("vortex_mass", self.vortex_mass, positive=True)
         self._check_range("log10_m_axion_range", self.log10_m_axion_range)
         self._check_finite("vortex_length_at_1e22", self.vortex_length_at_1e22, positive=True)
+        if self.lens_light_amplitude is not None and self.lens_light_magnitude is not None:
+            self._fail("lens_light_amplitude", "set at most one of lens_light_amplitude and lens_light_magnitude")
+        if self.lens_light_amplitude is not None:
+            self._check_finite("lens_light_amplitude", self.lens_light_amplitude, non_negative=True)
+        if self.lens_light_magnitude is not None:
+            self._check_finite("lens_light_magnitude", self.lens_light_magnitude)
+        self._check_finite("lens_light_r_sersic", self.lens_light_r_sersic, positive=True)
+        self._check_finite("lens_light_n_sersic", self.lens_light_n_sersic, positive=True)
+        self._check_ellipticity("lens_light_e1/lens_light_e2", self.lens_light_e1, self.lens_light_e2)
 
     # ------------------------------------------------------------------ physics constants
     def theta_per_sqrt_mass(self) -> float:
@@ -404,6 +421,23 @@ class DeepLenseSimPreset(SimulationPreset):
             magnitude = _full(batch, self.source_magnitude, r_sersic.device)
         unit_flux = sersic_total_flux(torch.ones_like(r_sersic), r_sersic, n_sersic)
         return self.counts_per_second(magnitude) / unit_flux[:, None]
+
+    def lens_light(self, batch: int, device) -> dict:
+        """Lens-galaxy light metadata (amplitude 0 when the preset has none)."""
+        r_sersic = _full(batch, self.lens_light_r_sersic, device)
+        n_sersic = _full(batch, self.lens_light_n_sersic, device)
+        if self.lens_light_magnitude is not None:
+            unit_flux = sersic_total_flux(torch.ones_like(r_sersic), r_sersic, n_sersic)
+            amplitude = self.counts_per_second(_full(batch, self.lens_light_magnitude, device)) / unit_flux[:, None]
+        else:
+            amplitude = _full(batch, self.lens_light_amplitude or 0.0, device, len(self.bands))
+        return {
+            "lens_light_amplitude": amplitude,
+            "lens_light_r_sersic": r_sersic,
+            "lens_light_n_sersic": n_sersic,
+            "lens_light_e1": _full(batch, self.lens_light_e1, device),
+            "lens_light_e2": _full(batch, self.lens_light_e2, device),
+        }
 
     def exposure_times(self, draws: _Draws, batch: int, device) -> torch.Tensor:
         if self.exposure_time_log10_range is not None:
@@ -476,20 +510,10 @@ class DeepLenseSimPreset(SimulationPreset):
             "source_amplitude": self.source_amplitudes(r_sersic, n_sersic),
             "exposure_time": self.exposure_times(draws, batch, device),
             "psf_fwhm_arcsec": torch.tensor(self.psf_fwhm, dtype=torch.float64, device=device).expand(batch, -1),
-            **_no_lens_light(batch, len(self.bands), device),
+            **self.lens_light(batch, device),
             **self._substructure(draws, is_cdm, is_axion),
         }
         return _finish_metadata(self, metadata, seed, indices, labels)
-
-
-def _no_lens_light(batch: int, bands: int, device) -> dict:
-    return {
-        "lens_light_amplitude": _full(batch, 0.0, device, bands),
-        "lens_light_r_sersic": _full(batch, 1.0, device),
-        "lens_light_n_sersic": _full(batch, 4.0, device),
-        "lens_light_e1": _full(batch, 0.0, device),
-        "lens_light_e2": _full(batch, 0.0, device),
-    }
 
 
 def _finish_metadata(preset: SimulationPreset, metadata: dict, seed: int, indices: torch.Tensor, labels) -> dict:
@@ -673,7 +697,7 @@ class PretrainPreset(DeepLenseSimPreset):
             "exposure_time": self.exposure_times(draws, batch, device),
             "psf_fwhm_arcsec": psf[:, None],
             "substructure_type": kind.to(torch.float64),
-            **_no_lens_light(batch, 1, device),
+            **self.lens_light(batch, device),
             **self._substructure(draws, kind == 1, kind == 2, cdm_counts=counts),
         }
         return _finish_metadata(self, metadata, seed, indices, None)
