@@ -185,7 +185,7 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
     counters = torch.arange(width, dtype=torch.int32, device=rate.device)
     # Sort the pixels of a few images at a time into the two samplers: (flat index, mean, key).
     small, large = [], []
-    rows_per_pass = max(1, chunk_size // width)
+    rows_per_pass = max(1, 4 * chunk_size // width)
     for first in range(0, batch, rows_per_pass):
         rows = slice(first, first + rows_per_pass)
         # one 32-bit key per (image, pixel); the uniforms of step r are mix32(key + r * golden)
@@ -196,11 +196,13 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
                                (large, flat_rate >= _PTRS_MIN_RATE)):
             positions = torch.nonzero(mask).squeeze(1)
             selected.append((positions + first * width, flat_rate[positions], pixel_keys[positions]))
-    counts = torch.zeros(batch * width, dtype=torch.float64, device=rate.device)
+    # counts are kept in the dtype of the images they become
+    counts = torch.zeros(batch * width, dtype=rate.dtype, device=rate.device)
     positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*small))
     for start in range(0, positions.numel(), chunk_size):
         chunk = slice(start, start + chunk_size)
-        counts[positions[chunk]] = _poisson_inversion(*_padded(lam[chunk], pixel_keys[chunk]))[: positions[chunk].numel()]
+        counts[positions[chunk]] = _poisson_inversion(*_padded(lam[chunk], pixel_keys[chunk]))[
+            : positions[chunk].numel()].to(counts.dtype)
     positions, lam, pixel_keys = (torch.cat(parts) for parts in zip(*large))
     rejected = []
     for start in range(0, positions.numel(), chunk_size):
@@ -208,14 +210,14 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
         size = positions[chunk].numel()
         accepted, k = _ptrs_round(*_padded(lam[chunk], pixel_keys[chunk]), 0)
         accepted, k = accepted[:size], k[:size]
-        counts[positions[chunk]] = torch.where(accepted, k, torch.zeros_like(k))
+        counts[positions[chunk]] = torch.where(accepted, k, torch.zeros_like(k)).to(counts.dtype)
         rejected.append(torch.nonzero(~accepted).squeeze(1) + start)
     pending = torch.cat(rejected) if rejected else positions[:0]
     if pending.numel():
         # the ~20% rejected once are few: later rounds run on all of them together
         counts[positions[pending]] = _poisson_ptrs(*_padded(lam[pending], pixel_keys[pending]),
-                                                   first_round=1)[: pending.numel()]
-    return counts.reshape(rate.shape).to(rate.dtype)
+                                                   first_round=1)[: pending.numel()].to(counts.dtype)
+    return counts.reshape(rate.shape)
 
 
 def _padded(lam: torch.Tensor, pixel_keys: torch.Tensor):
