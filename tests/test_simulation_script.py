@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from lens_hf.data.layouts import find_lens_finding_npy, find_model_folders, find_sr_pairs
 from lens_hf.data.readers import read_npy_image

@@ -6,7 +6,6 @@ included: it is keyed by the stored seed and index).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -192,7 +191,7 @@ def _surface_brightness(preset, meta, dtype, target: bool):
 
 def _render_slice(preset, meta, dtype, target: bool) -> torch.Tensor:
     """Noiseless images (PSF applied, doubled where the preset says so)."""
-    size, scale, _ = preset.grid(target)
+    _, scale, _ = preset.grid(target)
     images = _surface_brightness(preset, meta, dtype, target)
     taps = gaussian_kernel_1d(meta["psf_fwhm_arcsec"], scale, preset.psf_truncation)
     images = gaussian_blur(images, taps)
