@@ -18,7 +18,7 @@ from transformers import AutoImageProcessor
 
 import lens_hf  # noqa: F401  (registers the Auto classes)
 from lens_hf.training import DataArguments, RunArguments, build_accelerator, parse_arguments
-from lens_hf.training.data import class_names, eval_dataloader, load_task_dataset, make_processor, model_inputs
+from lens_hf.training.data import TASKS, class_names, eval_dataloader, load_task_dataset, make_processor, model_inputs
 from lens_hf.training.evaluation import load_saved_model, task_of
 from lens_hf.training.runner import evaluate_splits, refresh_model_card, write_metrics
 
@@ -50,7 +50,8 @@ def main(argv=None):
     try:
         processor = AutoImageProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     except OSError:
-        processor = make_processor(data_args, model.config.image_size, model.config.num_channels)
+        processor = make_processor(data_args, model.config.image_size, model.config.num_channels, dataset["train"],
+                                   TASKS[task].input_column)
     loader = eval_dataloader(model_inputs(dataset[args.split], processor, task), args.per_device_eval_batch_size,
                              data_args.dataloader_num_workers)
     model, loader = accelerator.prepare(model, loader)

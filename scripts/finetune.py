@@ -35,6 +35,8 @@ class FinetuneArguments:
     imbalance: str = field(default="none", metadata={"help": "Class imbalance handling: none | weighted_sampler | "
                                                       "loss_weights (inverse class frequency)."})
     classifier_pooling: str = field(default="mean", metadata={"help": "mean | cls token features."})
+    classifier_head_norm: str = field(default="layernorm", metadata={"help": "finetune/scratch head: layernorm (MAE) | "
+                                                                     "batchnorm (standardises features across the batch)."})
 
     def __post_init__(self):
         for name, allowed in (("task", TASKS), ("mode", MODES), ("imbalance", IMBALANCE)):
@@ -63,7 +65,7 @@ def main(argv=None):
 
     def build_model(info, recipe_config):
         head = dict(classifier_mode="linear_probe" if args.mode == "linear_probe" else "finetune",
-                    classifier_pooling=args.classifier_pooling)
+                    classifier_pooling=args.classifier_pooling, classifier_head_norm=args.classifier_head_norm)
         if args.mode != "linear_probe":
             head["drop_path_rate"] = recipe_config.get("drop_path_rate")
         if args.task == "regression":

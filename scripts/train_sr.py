@@ -49,7 +49,7 @@ def main(argv=None):
 
     return run_training(task="super_resolution", recipe="super_resolution", data_args=data_args,
                         model_args=model_args, run_args=run_args, build_model=build_model, loss_fn=loss_fn,
-                        extra_args=args)
+                        extra_args=args, reuse_checkpoint_processor=False)
 
 
 def _given(flag: str, argv) -> bool:

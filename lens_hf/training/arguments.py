@@ -37,7 +37,11 @@ class DataArguments:
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the simulated data (splits never overlap)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
-    normalization: str = field(default="minmax", metadata={"help": "minmax | standardize | none (LensImageProcessor)."})
+    normalization: str = field(default="minmax", metadata={"help": "minmax (per image) | standardize (mean/std measured on "
+                                                             "the training split) | none. A pretrained checkpoint's "
+                                                             "own processor is reused instead."})
+    crop_size: Optional[int] = field(default=None, metadata={"help": "Centre-crop images to this side first (e.g. 32 "
+                                                               "keeps the lensed ring of a 64 px Model II image)."})
     augment: bool = field(default=True, metadata={"help": "Random D4 rotations/flips of training images."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache for prepared builders."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})

@@ -114,8 +114,32 @@ def image_shape(dataset: datasets.DatasetDict, column: str) -> tuple[int, int, i
     return tuple(int(s) for s in shape)
 
 
-def make_processor(data_args, image_size: int, num_channels: int) -> LensImageProcessor:
-    return LensImageProcessor(size=image_size, num_channels=num_channels, normalization=data_args.normalization)
+STATISTICS_SAMPLE = 2048
+
+
+def make_processor(data_args, image_size: int, num_channels: int, train_split: datasets.Dataset | None = None,
+                   column: str = "image") -> LensImageProcessor:
+    """The processor a fresh run uses; "standardize" measures per-band mean/std on (up to 2048) training images."""
+    common = dict(size=image_size, num_channels=num_channels, crop_size=data_args.crop_size)
+    if data_args.normalization != "standardize":
+        return LensImageProcessor(normalization=data_args.normalization, **common)
+    if train_split is None:
+        raise ValueError('normalization="standardize" needs the training split to measure its statistics')
+    sample = train_split.with_format("numpy")[: min(len(train_split), STATISTICS_SAMPLE)][column]
+    geometry = LensImageProcessor(normalization="none", **common)(sample, input_data_format="channels_first")
+    return LensImageProcessor.from_statistics(geometry["pixel_values"], size=image_size, crop_size=data_args.crop_size)
+
+
+def saved_processor(path: str | None, trust_remote_code: bool = False) -> LensImageProcessor | None:
+    """The processor saved with a checkpoint (so finetuning normalises exactly as pretraining did), if any."""
+    if not path:
+        return None
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
 
 
 class ModelInputs(torch.utils.data.Dataset):

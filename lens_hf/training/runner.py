@@ -32,6 +32,7 @@ from .data import (
     load_task_dataset,
     make_processor,
     model_inputs,
+    saved_processor,
     train_dataloader,
 )
 from .evaluation import collect_outputs, compute_metrics, make_plots, reference_metrics
@@ -67,6 +68,7 @@ def run_training(
     extra_args=None,
     class_weights_fn: Callable[[list[int], int], list[float]] | None = None,
     card_description: str | None = None,
+    reuse_checkpoint_processor: bool = True,
 ) -> dict:
     """Train, evaluate, save and (optionally) push. Returns the final metrics by split.
 
@@ -76,6 +78,8 @@ def run_training(
         loss_fn: `(model, batch, generator) -> loss` (see `loop.fit`).
         class_weights_fn: for imbalanced classification, `(train_labels, num_classes) -> per-class sampling
             weights` for a weighted sampler.
+        reuse_checkpoint_processor: normalise as the checkpoint's saved processor does (False for SR, whose
+            LR and HR images must stay on one scale).
     """
     recipe_config = apply_recipe(run_args, recipe)
     argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
@@ -87,7 +91,7 @@ def run_training(
     spec = TASKS[task]
     channels, height, _ = image_shape(dataset, spec.input_column)
     info = DataInfo(
-        image_size=height,
+        image_size=data_args.crop_size or height,
         num_channels=channels,
         class_names=class_names(dataset) if task in ("classification", "lens_finding") else None,
         target_size=image_shape(dataset, spec.target_column)[1] if spec.target_is_image else None,
@@ -99,7 +103,16 @@ def run_training(
             f"the HR images are {info.target_size} px but the model maps {model.config.image_size} px to "
             f"{model.config.image_size * model.config.sr_scale} px (image_size x sr_scale)."
         )
-    processor = make_processor(data_args, model.config.image_size, model.config.num_channels)
+    processor = None
+    if reuse_checkpoint_processor:
+        processor = saved_processor(model_args.model_name_or_path, model_args.trust_remote_code)
+    if processor is None:
+        processor = make_processor(data_args, model.config.image_size, model.config.num_channels, dataset["train"],
+                                   spec.input_column)
+    elif (processor.size, processor.num_channels) != (model.config.image_size, model.config.num_channels):
+        raise ValueError(f"the processor saved with {model_args.model_name_or_path} makes {processor.size} px, "
+                         f"{processor.num_channels}-band images; the model takes {model.config.image_size} px, "
+                         f"{model.config.num_channels} bands.")
     views = {split: model_inputs(part, processor, task) for split, part in dataset.items()}
     eval_split = evaluation_split(dataset)
 

@@ -92,6 +92,10 @@ class LensMAEConfig(PreTrainedConfig):
         classifier_mode (`str`, *optional*, defaults to `"finetune"`):
             `"finetune"`: pooled tokens, LayerNorm, Linear, whole network trained. `"linear_probe"`: the encoder is
             frozen and the head is BatchNorm1d without affine parameters then Linear (MAE linear-probe protocol).
+        classifier_head_norm (`str`, *optional*, defaults to `"layernorm"`):
+            Normalisation of the pooled features in `"finetune"` mode: `"layernorm"` (MAE) or `"batchnorm"`, which
+            standardises each feature across the batch; on near-identical lensing images (same lens, the class in
+            a sub-pixel change of the ring) it removes the image-independent part that otherwise swamps the signal.
         classifier_pooling (`str`, *optional*, defaults to `"mean"`):
             `"mean"` over patch tokens or the `"cls"` token.
         classifier_dropout (`float`, *optional*, defaults to 0.0):
@@ -144,6 +148,7 @@ class LensMAEConfig(PreTrainedConfig):
     norm_pix_loss: bool = False
     reconstruction_loss: Literal["mse", "l1", "smooth_l1"] = "mse"
     classifier_mode: Literal["finetune", "linear_probe"] = "finetune"
+    classifier_head_norm: Literal["layernorm", "batchnorm"] = "layernorm"
     classifier_pooling: Literal["mean", "cls"] = "mean"
     classifier_dropout: float | int = 0.0
     regression_target_mean: float | int = 0.0

@@ -540,6 +540,8 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
         self.vit = LensMAEModel(config)
         if config.classifier_mode == "linear_probe":
             self.head_norm = nn.BatchNorm1d(config.hidden_size, affine=False, eps=1e-6)
+        elif config.classifier_head_norm == "batchnorm":
+            self.head_norm = nn.BatchNorm1d(config.hidden_size, eps=1e-6)
         else:
             self.head_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.head_dropout = nn.Dropout(config.classifier_dropout)
