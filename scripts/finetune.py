@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transformers import ResNetConfig, ResNetForImageClassification
+
 from lens_hf import LensMAEForImageClassification
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, random_d4, run_training
 from lens_hf.training.models import fresh_config, pretrained
@@ -26,6 +28,16 @@ from lens_hf.training.models import fresh_config, pretrained
 TASKS = ("classification", "regression", "lens_finding")
 MODES = ("linear_probe", "finetune", "scratch")
 IMBALANCE = ("none", "weighted_sampler", "loss_weights")
+ARCHITECTURES = ("lens_mae", "resnet18")
+
+
+def resnet18(image_size: int, num_channels: int, **head) -> ResNetForImageClassification:
+    """transformers' ResNet-18 (basic blocks 2-2-2-2, widths 64-512) with `num_channels` input bands: the CNN
+    baseline DeepLense compares against."""
+    config = ResNetConfig(num_channels=num_channels, embedding_size=64, hidden_sizes=[64, 128, 256, 512],
+                          depths=[2, 2, 2, 2], layer_type="basic", **head)
+    config.image_size = image_size  # read by the image processor of the run
+    return ResNetForImageClassification(config)
 
 
 @dataclass
@@ -35,13 +47,20 @@ class FinetuneArguments:
     imbalance: str = field(default="none", metadata={"help": "Class imbalance handling: none | weighted_sampler | "
                                                       "loss_weights (inverse class frequency)."})
     classifier_pooling: str = field(default="mean", metadata={"help": "mean | cls token features."})
+    architecture: str = field(default="lens_mae", metadata={"help": "lens_mae | resnet18 (the transformers ResNet "
+                                                             "baseline, one input band per channel; --mode scratch, "
+                                                             "classification or lens finding only)."})
     classifier_head_norm: str = field(default="layernorm", metadata={"help": "finetune/scratch head: layernorm (MAE) | "
                                                                      "batchnorm (standardises features across the batch)."})
 
     def __post_init__(self):
-        for name, allowed in (("task", TASKS), ("mode", MODES), ("imbalance", IMBALANCE)):
+        for name, allowed in (("task", TASKS), ("mode", MODES), ("imbalance", IMBALANCE),
+                              ("architecture", ARCHITECTURES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.architecture == "resnet18" and (self.mode != "scratch" or self.task == "regression"):
+            raise ValueError("--architecture resnet18 is the from-scratch classification baseline: use --mode scratch "
+                             "with --task classification or lens_finding")
 
 
 def inverse_frequency(labels: list[int], num_classes: int) -> list[float]:
@@ -79,6 +98,9 @@ def main(argv=None):
             if args.imbalance == "loss_weights":
                 labels = list(info.dataset["train"]["label"])
                 loss_weights["weight"] = torch.tensor(inverse_frequency(labels, len(names)), dtype=torch.float32)
+        if args.architecture == "resnet18":
+            head = {k: v for k, v in head.items() if k in ("num_labels", "problem_type", "id2label", "label2id")}
+            return resnet18(info.image_size, info.num_channels, **head)
         if args.mode == "scratch":
             return LensMAEForImageClassification(fresh_config(model_args, info.image_size, info.num_channels, **head))
         return pretrained(LensMAEForImageClassification, model_args, **head)

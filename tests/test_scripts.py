@@ -233,3 +233,16 @@ print("LOADED")
              if hasattr(f, "rfilename")}
     assert not any(name.startswith(("checkpoints/", "logs/")) for name in files)
     assert {"model.safetensors", "config.json", "modeling_lens_mae.py", "README.md", "metrics.json"} <= files
+
+
+def test_resnet18_baseline_from_scratch(data, tmp_path):
+    out = tmp_path / "resnet"
+    run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "scratch",
+               "--architecture", "resnet18", "--output_dir", out, "--max_steps", "2")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["ResNetForImageClassification"] and config["num_channels"] == 1
+    assert config["depths"] == [2, 2, 2, 2] and config["layer_type"] == "basic"
+    assert "accuracy" in json.loads((out / "metrics.json").read_text())["summary"]["test"]
+    result = run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "regression", "--mode",
+                        "scratch", "--architecture", "resnet18", "--output_dir", tmp_path / "bad", check=False)
+    assert result.returncode != 0 and "--architecture resnet18 is the from-scratch classification baseline" in result.stderr

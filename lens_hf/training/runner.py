@@ -197,7 +197,7 @@ def evaluate_splits(accelerator, model, loaders: dict, task: str, seed: int, nam
         references.update(reference_metrics(task, outputs, split))
         if accelerator.is_main_process and split != "train":
             figures.update(make_plots(task, outputs, metrics[split], plots_dir, split,
-                                      patch_size=unwrapped.config.patch_size,
+                                      patch_size=getattr(unwrapped.config, "patch_size", None),
                                       unpatchify=getattr(unwrapped, "unpatchify", None)))
     return metrics, references, figures
 

@@ -1,0 +1,50 @@
+"""The smoke version of `make demo`: every stage runs, every artefact exists and loads, and the finetuned
+classifier beats chance by a clear margin on its held-out test split."""
+
+import json
+
+import numpy as np
+import torch
+from helpers import run_script
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForImageToImage,
+    AutoModelForPreTraining,
+)
+
+RUNS = {
+    "lens-mae": AutoModelForPreTraining,
+    "lens-mae-probe": AutoModelForImageClassification,
+    "lens-mae-classifier": AutoModelForImageClassification,
+    "lens-mae-regressor": AutoModelForImageClassification,
+    "lens-mae-sr": AutoModelForImageToImage,
+}
+
+
+def test_demo_smoke(tmp_path):
+    out = tmp_path / "demo"
+    result = run_script("demo.py", "--smoke", "true", "--output_dir", out, "--threads", "1", timeout=900)
+    assert "lens-hf demo (smoke profile) finished" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    for name, auto_class in RUNS.items():
+        folder = out / name
+        for artefact in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.json",
+                         "run_config.json", "plots/loss.png"):
+            assert (folder / artefact).exists(), f"{name}/{artefact}"
+        model = auto_class.from_pretrained(folder).eval()
+        processor = AutoImageProcessor.from_pretrained(folder)
+        image = np.random.default_rng(0).random((model.config.image_size * 2, model.config.image_size * 2))
+        with torch.no_grad():
+            output = model(**processor(image, return_tensors="pt"))
+        assert all(torch.isfinite(v).all() for v in output.values() if isinstance(v, torch.Tensor))
+
+    classifier = json.loads((out / "lens-mae-classifier" / "metrics.json").read_text())["summary"]["test"]
+    assert classifier["num_examples"] == 300
+    # chance is 1/3 (sd 0.027 at 300 images) and 0.5 AUC: demand a margin of several standard deviations
+    assert classifier["accuracy"] > 0.45, classifier
+    assert classifier["roc_auc_micro"] > 0.70, classifier
+    sr = json.loads((out / "lens-mae-sr" / "metrics.json").read_text())
+    assert "bicubic upsampling (test)" in sr["references"] and sr["summary"]["test"]["psnr"] > 20
+    assert {row["task"] for row in results["rows"]} == {
+        "MAE pretraining", "linear probe", "finetuned classifier", "axion-mass regressor", "super-resolution"}
