@@ -12,11 +12,11 @@ from typing import Optional
 import torch
 
 from . import noise as noise_models
-from .optics import gaussian_blur, gaussian_kernel_1d, pixel_grid, unpad_to_image
+from .optics import gaussian_blur, gaussian_kernel_1d, pixel_axis, pixel_grid, unpad_to_image
 from .presets import SimulationPreset
-from .profiles import (point_mass_deflection, sersic_ellipse, shear_deflection, sie_deflection,
-                       vortex_line_deflection, vortex_points_deflection)
-from .rng import VECTOR_ALIGNMENT, check_seed, image_keys, work_size
+from .profiles import (add_point_mass_deflection_on_grid, sersic_ellipse, shear_deflection, sie_deflection,
+                       vortex_line_deflection, vortex_point_positions)
+from .rng import check_seed, image_keys, work_size
 
 # Keys every metadata dict holds, by shape: (N,), (N, bands), (N, max_subhalos).
 PER_IMAGE_KEYS = (
@@ -36,11 +36,9 @@ _NON_NEGATIVE = ("einstein_radius_arcsec", "source_r_sersic", "source_n_sersic",
                  "lens_light_n_sersic", "vortex_theta_e", "vortex_half_length", "exposure_time",
                  "pixel_scale_arcsec", "source_amplitude", "lens_light_amplitude", "psf_fwhm_arcsec",
                  "subhalo_theta_e", "subhalo_mass_msun")
-# Images are rendered in slices of at most this many (image x band x pixel) values, and point
-# masses summed in tiles of at most this many (image x mass x pixel) terms: elementwise torch
-# kernels run several times faster when their operands stay in the CPU cache.
+# Images are rendered in slices of at most this many (image x band x pixel) values: elementwise
+# torch kernels run several times faster when their operands stay in the CPU cache.
 _SLICE_ELEMENTS = 1 << 16
-_TILE_ELEMENTS = 1 << 16
 _NOISE_SLICE_ELEMENTS = 1 << 23  # noise.py slices finer itself
 
 
@@ -111,29 +109,31 @@ def _column(values: torch.Tensor, rows, dtype) -> torch.Tensor:
     return values[rows].to(dtype)[:, None]
 
 
-def _deflection(preset, meta, x, y, dtype):
-    """(B, P) deflection of the main lens, shear, subhalos and vortex."""
+def _deflection(preset, meta, x, y, axis, dtype):
+    """(B, P) deflection of the main lens, shear, subhalos and vortex (x, y: pixel_grid; axis: pixel_axis)."""
     col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
     alpha_x, alpha_y = sie_deflection(x, y, col("einstein_radius_arcsec"), col("lens_e1"), col("lens_e2"),
                                       col("lens_center_x"), col("lens_center_y"))
     shear_x, shear_y = shear_deflection(x, y, col("shear_gamma1"), col("shear_gamma2"))
-    alpha_x, alpha_y = alpha_x + shear_x, alpha_y + shear_y
+    alpha_x += shear_x
+    alpha_y += shear_y
 
     theta = meta["subhalo_theta_e"]
     # Images without subhalos add nothing; skipping them gives the same bytes.
     rows = torch.nonzero((theta > 0).any(dim=1)).squeeze(1)
     if rows.numel():
         masses = [meta[key][rows].to(dtype) for key in ("subhalo_theta_e", "subhalo_x", "subhalo_y")]
-        _add_in_tiles(alpha_x, alpha_y, rows, x, y, masses, point_mass_deflection)
+        _add_point_masses(alpha_x, alpha_y, rows, axis, *masses)
 
     rows = torch.nonzero(meta["vortex_theta_e"] > 0).squeeze(1)
     if rows.numel():
         args = [_column(meta[key], rows, dtype) for key in
                 ("vortex_theta_e", "vortex_angle", "vortex_half_length", "vortex_center_x", "vortex_center_y")]
         if preset.vortex_model == "points":
-            def vortex(x_tile, y_tile, *tile_args):
-                return vortex_points_deflection(x_tile, y_tile, *tile_args, n_points=preset.vortex_points)
-            _add_in_tiles(alpha_x, alpha_y, rows, x, y, args, vortex, terms=preset.vortex_points)
+            theta_total, angle, half_length, center_x, center_y = args
+            points_x, points_y = vortex_point_positions(angle, half_length, center_x, center_y, preset.vortex_points)
+            theta_each = (theta_total / preset.vortex_points**0.5).expand(-1, preset.vortex_points)
+            _add_point_masses(alpha_x, alpha_y, rows, axis, theta_each, points_x, points_y)
         else:
             vortex_x, vortex_y = vortex_line_deflection(x, y, *args, n_points=preset.vortex_points)
             alpha_x.index_add_(0, rows, vortex_x)
@@ -141,31 +141,16 @@ def _deflection(preset, meta, x, y, dtype):
     return alpha_x, alpha_y
 
 
-def _add_in_tiles(alpha_x, alpha_y, rows, x, y, args, deflection, terms=None):
-    """alpha[rows] += deflection(x, y, *args), computed tile by tile (images x pixel ranges).
-
-    Pixel ranges are multiples of rng.VECTOR_ALIGNMENT, so each value is computed exactly as
-    it would be in one call; each alpha value receives exactly one addition.
-    """
-    terms = terms if terms is not None else args[0].shape[1]
-    pixels = x.shape[-1]
-    budget = work_size(x.device, _TILE_ELEMENTS)
-    tile_pixels = max(VECTOR_ALIGNMENT, min(pixels, budget // max(terms, 1)) // VECTOR_ALIGNMENT * VECTOR_ALIGNMENT)
-    tile_rows = max(1, budget // (terms * tile_pixels))
-    sum_x = alpha_x.new_empty((rows.numel(), pixels))
-    sum_y = alpha_y.new_empty((rows.numel(), pixels))
-    for first_row in range(0, rows.numel(), tile_rows):
-        row_slice = slice(first_row, first_row + tile_rows)
-        tile_args = [arg[row_slice] for arg in args]
-        for first_pixel in range(0, pixels, tile_pixels):
-            columns = slice(first_pixel, first_pixel + tile_pixels)
-            sum_x[row_slice, columns], sum_y[row_slice, columns] = deflection(x[columns], y[columns], *tile_args)
-    if rows.numel() == alpha_x.shape[0]:  # every image: rows is 0..B-1
-        alpha_x += sum_x
-        alpha_y += sum_y
-    else:
-        alpha_x.index_add_(0, rows, sum_x)
-        alpha_y.index_add_(0, rows, sum_y)
+def _add_point_masses(alpha_x, alpha_y, rows, axis, theta_e, center_x, center_y):
+    """alpha[rows] += point masses (B_rows, K), on the image part of the padded pixel rows."""
+    size = axis.numel()
+    every_row = rows.numel() == alpha_x.shape[0]  # rows is then 0..B-1
+    targets = (alpha_x, alpha_y) if every_row else (alpha_x.index_select(0, rows), alpha_y.index_select(0, rows))
+    grids = [target[:, : size * size].view(-1, size, size) for target in targets]
+    add_point_mass_deflection_on_grid(*grids, axis, axis, theta_e, center_x, center_y)
+    if not every_row:
+        alpha_x.index_copy_(0, rows, targets[0])
+        alpha_y.index_copy_(0, rows, targets[1])
 
 
 def _surface_brightness(preset, meta, dtype, target: bool):
@@ -173,11 +158,15 @@ def _surface_brightness(preset, meta, dtype, target: bool):
     size, scale, supersampling = preset.grid(target)
     device = meta["index"].device
     x, y = pixel_grid(size, scale, supersampling, dtype=dtype, device=device)
+    axis = pixel_axis(size, scale, supersampling, dtype=dtype, device=device)
     col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
-    alpha_x, alpha_y = _deflection(preset, meta, x, y, dtype)
+    alpha_x, alpha_y = _deflection(preset, meta, x, y, axis, dtype)
     lensed = meta["source_lensed"][:, None] > 0.5
-    source_x = torch.where(lensed, x - alpha_x, x.expand_as(alpha_x))
-    source_y = torch.where(lensed, y - alpha_y, y.expand_as(alpha_y))
+    if bool(lensed.all()):
+        source_x, source_y = x - alpha_x, y - alpha_y
+    else:  # non-lenses (lens_finding) see the source directly
+        source_x = torch.where(lensed, x - alpha_x, x.expand_as(alpha_x))
+        source_y = torch.where(lensed, y - alpha_y, y.expand_as(alpha_y))
     source = sersic_ellipse(source_x, source_y, 1.0, col("source_r_sersic"), col("source_n_sersic"),
                             col("source_e1"), col("source_e2"), col("source_center_x"), col("source_center_y"))
     light = source[:, None, :] * meta["source_amplitude"].to(dtype)[:, :, None]

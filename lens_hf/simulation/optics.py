@@ -23,6 +23,18 @@ def pixel_grid(image_size: int, pixel_scale: float, supersampling: int = 1, *,
     return _pixel_grid(int(image_size), float(pixel_scale), int(supersampling), dtype, str(torch.device(device or "cpu")))
 
 
+def pixel_axis(image_size: int, pixel_scale: float, supersampling: int = 1, *, dtype=torch.float32, device=None):
+    """(N * S,) sample coordinates along one axis: pixel_grid's x of one row (and y of one column)."""
+    return _pixel_axis(int(image_size), float(pixel_scale), int(supersampling), dtype, str(torch.device(device or "cpu")))
+
+
+@lru_cache(maxsize=32)
+def _pixel_axis(image_size: int, pixel_scale: float, supersampling: int, dtype, device: str):
+    fine = image_size * supersampling
+    axis = (torch.arange(fine, dtype=torch.float64) - (fine - 1) / 2.0) * (pixel_scale / supersampling)
+    return axis.to(dtype=dtype, device=device)
+
+
 @lru_cache(maxsize=32)
 def _pixel_grid(image_size: int, pixel_scale: float, supersampling: int, dtype, device: str):
     """Flattened, padded (x, y) sample positions of an image (and its sub-pixels).
@@ -33,9 +45,7 @@ def _pixel_grid(image_size: int, pixel_scale: float, supersampling: int, dtype, 
     over the (N*S) x (N*S) grid. The tail is padded (with the first position) to a multiple of
     rng.VECTOR_ALIGNMENT, so the transcendental kernels see the same layout for every image.
     """
-    fine = image_size * supersampling
-    step = pixel_scale / supersampling
-    axis = (torch.arange(fine, dtype=torch.float64) - (fine - 1) / 2.0) * step
+    axis = _pixel_axis(image_size, pixel_scale, supersampling, torch.float64, "cpu")
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     x, y = x.reshape(-1), y.reshape(-1)
     padding = aligned_count(x.numel()) - x.numel()
