@@ -14,8 +14,8 @@ import torch
 from . import noise as noise_models
 from .optics import gaussian_blur, gaussian_kernel_1d, pixel_axis, pixel_grid, unpad_to_image
 from .presets import SimulationPreset
-from .profiles import (add_point_mass_deflection_on_grid, sersic_ellipse, shear_deflection, sie_deflection,
-                       vortex_line_deflection, vortex_point_positions)
+from .profiles import (add_point_mass_deflection_on_grid, sersic_coefficients, sersic_ellipse_from,
+                       sie_coefficients, sie_deflection_from, vortex_line_deflection, vortex_point_positions)
 from .rng import check_seed, image_keys, work_size
 
 # Keys every metadata dict holds, by shape: (N,), (N, bands), (N, max_subhalos).
@@ -105,29 +105,64 @@ def validate_metadata(preset: SimulationPreset, metadata: dict) -> int:
     return count
 
 
-def _column(values: torch.Tensor, rows, dtype) -> torch.Tensor:
-    return values[rows].to(dtype)[:, None]
+def _column(values: torch.Tensor, dtype) -> torch.Tensor:
+    return values.to(dtype)[:, None]
 
 
-def _deflection(preset, meta, x, y, axis, dtype):
+def _batch_coefficients(preset, meta: dict, dtype, scale: float) -> dict:
+    """Every per-image quantity the pixels need, computed once per batch ((B, 1) or (B, K)).
+
+    Slices of the batch take row slices of these (views), so the small per-image arithmetic
+    is not repeated for every slice.
+    """
+    col = {key: _column(meta[key], dtype) for key in PER_IMAGE_KEYS}
+    pixel_area = scale * scale
+    coefficients = {
+        "sie": sie_coefficients(col["einstein_radius_arcsec"], col["lens_e1"], col["lens_e2"],
+                                col["lens_center_x"], col["lens_center_y"]),
+        "shear": {"gamma1": col["shear_gamma1"], "gamma2": col["shear_gamma2"]},
+        # surface brightness -> flux per pixel: the amplitude times the pixel area
+        "source": sersic_coefficients(1.0, col["source_r_sersic"], col["source_n_sersic"], col["source_e1"],
+                                      col["source_e2"], col["source_center_x"], col["source_center_y"]),
+        "source_flux": meta["source_amplitude"].to(dtype) * pixel_area,
+        "lensed": (meta["source_lensed"] > 0.5).to(dtype)[:, None],
+        "subhalos": {key: meta[key].to(dtype) for key in ("subhalo_theta_e", "subhalo_x", "subhalo_y")},
+        "vortex": {key: col[key] for key in ("vortex_theta_e", "vortex_angle", "vortex_half_length",
+                                             "vortex_center_x", "vortex_center_y")},
+    }
+    if bool((meta["lens_light_amplitude"] > 0).any()):
+        coefficients["lens_light"] = sersic_coefficients(
+            1.0, col["lens_light_r_sersic"], col["lens_light_n_sersic"], col["lens_light_e1"], col["lens_light_e2"],
+            col["lens_center_x"], col["lens_center_y"])
+        coefficients["lens_light_flux"] = meta["lens_light_amplitude"].to(dtype) * pixel_area
+    return coefficients
+
+
+def _select_rows(values, rows: slice):
+    """The same nested dict of per-image tensors, for a slice of the images."""
+    if isinstance(values, dict):
+        return {key: _select_rows(value, rows) for key, value in values.items()}
+    return values[rows] if isinstance(values, torch.Tensor) else values
+
+
+def _deflection(preset, c: dict, x, y, axis):
     """(B, P) deflection of the main lens, shear, subhalos and vortex (x, y: pixel_grid; axis: pixel_axis)."""
-    col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
-    alpha_x, alpha_y = sie_deflection(x, y, col("einstein_radius_arcsec"), col("lens_e1"), col("lens_e2"),
-                                      col("lens_center_x"), col("lens_center_y"))
-    shear_x, shear_y = shear_deflection(x, y, col("shear_gamma1"), col("shear_gamma2"))
-    alpha_x += shear_x
-    alpha_y += shear_y
+    alpha_x, alpha_y = sie_deflection_from(x, y, c["sie"])
+    # external shear (lenstronomy 'SHEAR' about the origin): (g1 x + g2 y, g2 x - g1 y)
+    alpha_x.addcmul_(x, c["shear"]["gamma1"]).addcmul_(y, c["shear"]["gamma2"])
+    alpha_y.addcmul_(x, c["shear"]["gamma2"]).addcmul_(y, c["shear"]["gamma1"], value=-1.0)
 
-    theta = meta["subhalo_theta_e"]
+    theta = c["subhalos"]["subhalo_theta_e"]
     # Images without subhalos add nothing; skipping them gives the same bytes.
     rows = torch.nonzero((theta > 0).any(dim=1)).squeeze(1)
     if rows.numel():
-        masses = [meta[key][rows].to(dtype) for key in ("subhalo_theta_e", "subhalo_x", "subhalo_y")]
+        masses = [c["subhalos"][key].index_select(0, rows) for key in ("subhalo_theta_e", "subhalo_x", "subhalo_y")]
         _add_point_masses(alpha_x, alpha_y, rows, axis, *masses)
 
-    rows = torch.nonzero(meta["vortex_theta_e"] > 0).squeeze(1)
+    vortex = c["vortex"]
+    rows = torch.nonzero(vortex["vortex_theta_e"][:, 0] > 0).squeeze(1)
     if rows.numel():
-        args = [_column(meta[key], rows, dtype) for key in
+        args = [vortex[key].index_select(0, rows) for key in
                 ("vortex_theta_e", "vortex_angle", "vortex_half_length", "vortex_center_x", "vortex_center_y")]
         if preset.vortex_model == "points":
             theta_total, angle, half_length, center_x, center_y = args
@@ -153,39 +188,42 @@ def _add_point_masses(alpha_x, alpha_y, rows, axis, theta_e, center_x, center_y)
         alpha_y.index_copy_(0, rows, targets[1])
 
 
-def _surface_brightness(preset, meta, dtype, target: bool):
+def _surface_brightness(preset, c: dict, grid: tuple, size: int, supersampling: int) -> torch.Tensor:
     """(B, C, H, W) noiseless flux per pixel before the PSF."""
+    x, y, axis = grid
+    alpha_x, alpha_y = _deflection(preset, c, x, y, axis)
+    if not bool((c["lensed"] > 0).all()):  # non-lenses (lens_finding) see the source directly
+        alpha_x.mul_(c["lensed"])
+        alpha_y.mul_(c["lensed"])
+    source = sersic_ellipse_from(x, y, c["source"], source_offset=(alpha_x, alpha_y))
+    bands = c["source_flux"].shape[1]
+    if bands == 1 and "lens_light" not in c:
+        light = source.mul_(c["source_flux"])[:, None, :]
+    else:
+        light = source[:, None, :] * c["source_flux"][:, :, None]
+        if "lens_light" in c:
+            galaxy = sersic_ellipse_from(x, y, c["lens_light"])
+            light.addcmul_(galaxy[:, None, :], c["lens_light_flux"][:, :, None])
+    return unpad_to_image(light, size, supersampling)
+
+
+def _render_batch_noiseless(preset, meta: dict, dtype, target: bool) -> torch.Tensor:
+    """Noiseless images of a batch (PSF applied, doubled where the preset says so), in slices."""
     size, scale, supersampling = preset.grid(target)
     device = meta["index"].device
-    x, y = pixel_grid(size, scale, supersampling, dtype=dtype, device=device)
-    axis = pixel_axis(size, scale, supersampling, dtype=dtype, device=device)
-    col = lambda key: meta[key].to(dtype)[:, None]  # noqa: E731
-    alpha_x, alpha_y = _deflection(preset, meta, x, y, axis, dtype)
-    lensed = meta["source_lensed"][:, None] > 0.5
-    if bool(lensed.all()):
-        source_x, source_y = x - alpha_x, y - alpha_y
-    else:  # non-lenses (lens_finding) see the source directly
-        source_x = torch.where(lensed, x - alpha_x, x.expand_as(alpha_x))
-        source_y = torch.where(lensed, y - alpha_y, y.expand_as(alpha_y))
-    source = sersic_ellipse(source_x, source_y, 1.0, col("source_r_sersic"), col("source_n_sersic"),
-                            col("source_e1"), col("source_e2"), col("source_center_x"), col("source_center_y"))
-    light = source[:, None, :] * meta["source_amplitude"].to(dtype)[:, :, None]
-    if bool((meta["lens_light_amplitude"] > 0).any()):
-        galaxy = sersic_ellipse(x, y, 1.0, col("lens_light_r_sersic"), col("lens_light_n_sersic"),
-                                col("lens_light_e1"), col("lens_light_e2"), col("lens_center_x"),
-                                col("lens_center_y"))
-        light = light + galaxy[:, None, :] * meta["lens_light_amplitude"].to(dtype)[:, :, None]
-    return unpad_to_image(light, size, supersampling) * (scale * scale)
-
-
-def _render_slice(preset, meta, dtype, target: bool) -> torch.Tensor:
-    """Noiseless images (PSF applied, doubled where the preset says so)."""
-    _, scale, _ = preset.grid(target)
-    images = _surface_brightness(preset, meta, dtype, target)
+    grid = (*pixel_grid(size, scale, supersampling, dtype=dtype, device=device),
+            pixel_axis(size, scale, supersampling, dtype=dtype, device=device))
+    coefficients = _batch_coefficients(preset, meta, dtype, scale)
     taps = gaussian_kernel_1d(meta["psf_fwhm_arcsec"], scale, preset.psf_truncation)
-    images = gaussian_blur(images, taps)
-    if preset.double_model:
-        images = images + images
+    count, bands = meta["index"].shape[0], len(preset.bands)
+    images = torch.empty((count, bands, size, size), dtype=dtype, device=device)
+    step = max(1, work_size(device, _SLICE_ELEMENTS) // (bands * (size * supersampling) ** 2))
+    for start in range(0, count, step):
+        rows = slice(start, start + step)
+        light = _surface_brightness(preset, _select_rows(coefficients, rows), grid, size, supersampling)
+        blurred = gaussian_blur(light, taps[rows], out=images[rows])
+        if preset.double_model:
+            blurred.add_(blurred)
     return images
 
 
@@ -213,11 +251,10 @@ def _slices(meta: dict, step: int):
 
 
 def _render_batch(preset, meta: dict, dtype, target: bool, with_noise: bool = True) -> torch.Tensor:
-    size, _, supersampling = preset.grid(target)
+    size, _, _ = preset.grid(target)
     pixels = size * size * len(preset.bands)
     device = meta["index"].device
-    step = max(1, work_size(device, _SLICE_ELEMENTS) // (pixels * supersampling * supersampling))
-    images = torch.cat([_render_slice(preset, part, dtype, target) for _, part in _slices(meta, step)])
+    images = _render_batch_noiseless(preset, meta, dtype, target)
     # noise runs on bigger slices: its fixed cost per call is higher
     step = max(1, work_size(device, _NOISE_SLICE_ELEMENTS) // pixels)
     return torch.cat([_finish_slice(preset, images[start : start + step], part, target, with_noise)

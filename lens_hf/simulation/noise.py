@@ -26,7 +26,7 @@ def _padded_flat(images: torch.Tensor):
 
 
 # Noise is drawn for a few images at a time, so the temporaries stay in the CPU cache.
-_SLICE_ELEMENTS = 1 << 16
+_SLICE_ELEMENTS = 1 << 17
 
 
 def _row_slices(flat: torch.Tensor):
@@ -47,11 +47,13 @@ def model_i_counts(model: torch.Tensor, exposure_time: torch.Tensor, background_
     """
     flat, unflatten = _padded_flat(model)
     expected = torch.empty_like(flat)
+    exposure = exposure_time.to(flat.dtype)[:, None]
+    stream = rng.StreamKeys(keys, "model_i_gaussian_noise")
     for rows in _row_slices(flat):
-        t = exposure_time[rows].to(flat.dtype)[:, None]
-        gaussian = rng.normal(keys[rows], "model_i_gaussian_noise", flat.shape[1], flat.dtype)
-        sigma = torch.sqrt(torch.abs(flat[rows]) / t + background_rms * background_rms)
-        expected[rows] = torch.clamp(t * (flat[rows] + gaussian * sigma), min=0)
+        t = exposure[rows]
+        sigma = torch.abs(flat[rows]).div_(t).add_(background_rms * background_rms).sqrt_()
+        gaussian = rng.stream_normal(stream.select(rows), flat.shape[1], flat.dtype)
+        torch.addcmul(flat[rows], gaussian, sigma, out=expected[rows]).mul_(t).clamp_(min=0)
     return unflatten(rng.poisson(expected, keys, "model_i_counts"))
 
 
@@ -79,12 +81,14 @@ def instrument_noise(image: torch.Tensor, exposure_time: torch.Tensor, backgroun
     flat, unflatten = _padded_flat(image)
     batch, channels = image.shape[:2]
     noise = torch.empty_like(flat)
+    background_stream = rng.StreamKeys(keys, "instrument_background")
+    shot_stream = rng.StreamKeys(keys, "instrument_shot_noise")
     for rows in _row_slices(flat):
         per_band = flat[rows].reshape(-1, channels, flat.shape[1] // channels)
         t = exposure_time[rows].to(flat.dtype)[:, None, None]
         shot_sigma = torch.sqrt(torch.clamp(t * per_band, min=0)) / t
-        background_draw = rng.normal(keys[rows], "instrument_background", flat.shape[1], flat.dtype)
-        shot_draw = rng.normal(keys[rows], "instrument_shot_noise", flat.shape[1], flat.dtype)
+        background_draw = rng.stream_normal(background_stream.select(rows), flat.shape[1], flat.dtype)
+        shot_draw = rng.stream_normal(shot_stream.select(rows), flat.shape[1], flat.dtype)
         noise[rows] = (background_draw.reshape(per_band.shape) * background[rows].to(flat.dtype)[:, :, None]
                        + shot_draw.reshape(per_band.shape) * shot_sigma).reshape(per_band.shape[0], -1)
     return unflatten(noise)

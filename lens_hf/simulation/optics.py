@@ -92,26 +92,28 @@ def gaussian_kernel_1d(fwhm_arcsec: torch.Tensor, pixel_scale: float, truncation
     return taps / total.unsqueeze(-1)
 
 
-def gaussian_blur(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Separable blur of (B, C, H, W) images with per-(image, band) taps (B, C, 2R+1).
+def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Separable blur of (B, C, H, W) images with per-(image, band) symmetric taps (B, C, 2R+1).
 
-    Edge pixels are repeated (scipy mode='nearest').
+    Edge pixels are repeated (scipy mode='nearest'). The taps are symmetric, so each axis
+    costs one multiply and R (add, multiply-add) pairs: w0 p(i) + sum_r w_r (p(i-r) + p(i+r)).
     """
     radius = (taps.shape[-1] - 1) // 2
+    weights = taps[..., radius:].to(images.dtype)[..., None, None]  # (B, C, R+1, 1, 1)
     if radius == 0:
-        return images * taps[..., :1, None]
-    batch, channels, height, width = images.shape
-    weights = taps.to(images.dtype)[:, :, :, None, None]
+        return torch.mul(images, weights[:, :, 0], out=out)
 
-    def blur_last_axis(values: torch.Tensor) -> torch.Tensor:
-        padded = torch.cat(
-            [values[..., :1].expand(*values.shape[:-1], radius), values,
-             values[..., -1:].expand(*values.shape[:-1], radius)], dim=-1)
-        total = None
-        for index in range(2 * radius + 1):
-            term = weights[:, :, index] * padded[..., index : index + values.shape[-1]]
-            total = term if total is None else total + term
-        return total
+    def blur_axis(values: torch.Tensor, dim: int, result: torch.Tensor | None) -> torch.Tensor:
+        size = values.shape[dim]
+        edge_shape = list(values.shape)
+        edge_shape[dim] = radius
+        padded = torch.cat([values.narrow(dim, 0, 1).expand(edge_shape), values,
+                            values.narrow(dim, size - 1, 1).expand(edge_shape)], dim=dim)
+        result = torch.mul(values, weights[:, :, 0], out=result)
+        pair = torch.empty_like(result)
+        for offset in range(1, radius + 1):
+            torch.add(padded.narrow(dim, radius - offset, size), padded.narrow(dim, radius + offset, size), out=pair)
+            result.addcmul_(pair, weights[:, :, offset])
+        return result
 
-    blurred = blur_last_axis(images)
-    return blur_last_axis(blurred.transpose(-1, -2)).transpose(-1, -2).contiguous()
+    return blur_axis(blur_axis(images, -1, None), -2, out)

@@ -35,26 +35,40 @@ def angle_axis_ratio_to_ellipticity(phi: torch.Tensor, q: torch.Tensor):
     return modulus * torch.cos(2 * phi), modulus * torch.sin(2 * phi)
 
 
-def sie_deflection(x, y, theta_e, e1, e2, center_x, center_y):
-    """Singular isothermal ellipsoid (lenstronomy 'SIE'): Keeton & Kochanek's closed form.
-
-    Per-image quantities are folded into (B, 1) coefficients first, so each pixel costs a
-    few multiply-adds, one sqrt, one atan and one atanh.
-    """
+def sie_coefficients(theta_e, e1, e2, center_x, center_y) -> dict:
+    """Per-image (B, 1) quantities of sie_deflection_from (computed once per batch)."""
     phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
-    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
-    b = theta_e * torch.sqrt(q)  # lenstronomy: theta_E (product average) -> b = theta_E sqrt(q)
-    core = SIE_CORE / torch.sqrt(q)
+    sqrt_q = torch.sqrt(q)
     eccentricity = torch.clamp(torch.sqrt((1 - q) * (1 + q)), min=_MIN_ECCENTRICITY)
-    strength = b / eccentricity
-    dx, dy = x - center_x, y - center_y
+    core = SIE_CORE / sqrt_q
+    q_squared = q * q
+    return dict(
+        cos_phi=torch.cos(phi), sin_phi=torch.sin(phi), eccentricity=eccentricity,
+        # lenstronomy: theta_E (product average) -> b = theta_E sqrt(q)
+        strength=theta_e * sqrt_q / eccentricity,
+        q_squared=q_squared, q_squared_core_squared=q_squared * core * core, core=core,
+        q_squared_core=q_squared * core, center_x=center_x, center_y=center_y)
+
+
+def sie_deflection(x, y, theta_e, e1, e2, center_x, center_y):
+    """Singular isothermal ellipsoid (lenstronomy 'SIE'): Keeton & Kochanek's closed form."""
+    return sie_deflection_from(x, y, sie_coefficients(theta_e, e1, e2, center_x, center_y))
+
+
+def sie_deflection_from(x, y, c: dict):
+    """sie_deflection from sie_coefficients: per pixel a few in-place multiply-adds, a sqrt,
+    an atan and an atanh (few temporaries, so a slice of images stays in the CPU cache)."""
+    dx, dy = x - c["center_x"], y - c["center_y"]
     # rotate into the frame of the major axis
-    xr = cos_phi * dx + sin_phi * dy
-    yr = cos_phi * dy - sin_phi * dx
-    psi = torch.sqrt(q * q * (core * core + xr * xr) + yr * yr)
-    alpha_xr = strength * torch.atan(eccentricity * xr / (psi + core))
-    alpha_yr = strength * torch.atanh(eccentricity * yr / (psi + q * q * core))
-    return cos_phi * alpha_xr - sin_phi * alpha_yr, sin_phi * alpha_xr + cos_phi * alpha_yr
+    xr = (dx * c["cos_phi"]).addcmul_(dy, c["sin_phi"])
+    yr = dy.mul_(c["cos_phi"]).addcmul_(dx, c["sin_phi"], value=-1.0)
+    # psi = sqrt(q^2 (core^2 + xr^2) + yr^2)
+    psi = torch.mul(xr, xr, out=dx).mul_(c["q_squared"]).add_(c["q_squared_core_squared"]).addcmul_(yr, yr).sqrt_()
+    alpha_xr = torch.div(xr, psi + c["core"], out=xr).mul_(c["eccentricity"]).atan_().mul_(c["strength"])
+    alpha_yr = torch.div(yr, psi.add_(c["q_squared_core"]), out=yr).mul_(c["eccentricity"]).atanh_().mul_(c["strength"])
+    alpha_x = (alpha_xr * c["cos_phi"]).addcmul_(alpha_yr, c["sin_phi"], value=-1.0)
+    alpha_y = alpha_xr.mul_(c["sin_phi"]).addcmul_(alpha_yr, c["cos_phi"])
+    return alpha_x, alpha_y
 
 
 def shear_deflection(x, y, gamma1, gamma2):
@@ -171,6 +185,18 @@ SERSIC_SMOOTHING = 1e-3
 SERSIC_MAX_RADIUS_FRACTION = 100.0
 
 
+def sersic_coefficients(amplitude, r_sersic, n_sersic, e1, e2, center_x, center_y) -> dict:
+    """Per-image (B, 1) quantities of sersic_ellipse_from (computed once per batch)."""
+    phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
+    sqrt_q = torch.sqrt(q)
+    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    b_n = sersic_b_n(n_sersic)
+    return dict(
+        major_cos=cos_phi * sqrt_q, major_sin=sin_phi * sqrt_q, minor_cos=cos_phi / sqrt_q,
+        minor_sin=-sin_phi / sqrt_q, r_sersic=r_sersic, inverse_n=1.0 / n_sersic, b_n=b_n,
+        amplitude=amplitude, center_x=center_x, center_y=center_y)
+
+
 def sersic_ellipse(x, y, amplitude, r_sersic, n_sersic, e1, e2, center_x, center_y,
                    smoothing: float = SERSIC_SMOOTHING, max_radius_fraction: float = SERSIC_MAX_RADIUS_FRACTION):
     """Elliptical Sersic surface brightness (lenstronomy 'SERSIC_ELLIPSE').
@@ -178,23 +204,41 @@ def sersic_ellipse(x, y, amplitude, r_sersic, n_sersic, e1, e2, center_x, center
     amplitude is the surface brightness at r_sersic; r_sersic is the product-average
     (intermediate-axis) half-light radius.
     """
-    phi, q = ellipticity_to_angle_axis_ratio(e1, e2)
-    sqrt_q = torch.sqrt(q)
-    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
-    dx, dy = x - center_x, y - center_y
-    x_ell = (cos_phi * sqrt_q) * dx + (sin_phi * sqrt_q) * dy
-    y_ell = (cos_phi / sqrt_q) * dy - (sin_phi / sqrt_q) * dx
-    radius = torch.clamp(torch.sqrt(x_ell * x_ell + y_ell * y_ell), min=smoothing)
-    fraction = radius / torch.clamp(r_sersic, min=smoothing)
-    if isinstance(n_sersic, torch.Tensor) and bool((n_sersic != 1).any()):
-        scaled = torch.pow(fraction, 1.0 / n_sersic)
+    n_sersic = torch.as_tensor(n_sersic, dtype=r_sersic.dtype, device=r_sersic.device)
+    coefficients = sersic_coefficients(amplitude, r_sersic, n_sersic, e1, e2, center_x, center_y)
+    return sersic_ellipse_from(x, y, coefficients, smoothing, max_radius_fraction)
+
+
+def sersic_ellipse_from(x, y, c: dict, smoothing: float = SERSIC_SMOOTHING,
+                        max_radius_fraction: float = SERSIC_MAX_RADIUS_FRACTION, source_offset=None):
+    """sersic_ellipse from sersic_coefficients, in place on few temporaries.
+
+    source_offset=(alpha_x, alpha_y): evaluate at (x - alpha_x, y - alpha_y), overwriting the
+    deflections (the ray-traced source plane without another pair of temporaries).
+    """
+    if source_offset is None:
+        dx, dy = x - c["center_x"], y - c["center_y"]
+    else:
+        dx = torch.sub(x, source_offset[0], out=source_offset[0]).sub_(c["center_x"])
+        dy = torch.sub(y, source_offset[1], out=source_offset[1]).sub_(c["center_y"])
+    x_ell = (dx * c["major_cos"]).addcmul_(dy, c["major_sin"])
+    y_ell = dy.mul_(c["minor_cos"]).addcmul_(dx, c["minor_sin"])
+    fraction = torch.mul(x_ell, x_ell, out=dx).addcmul_(y_ell, y_ell).sqrt_().clamp_(min=smoothing)
+    fraction.div_(torch.clamp(c["r_sersic"], min=smoothing))
+    outside = bool(fraction.max() > max_radius_fraction) if fraction.numel() else False
+    mask = fraction > max_radius_fraction if outside else None
+    if bool((c["inverse_n"] != 1).any()):
+        scaled = torch.pow(fraction, c["inverse_n"])
     else:  # n = 1 (the published source): pow(f, 1) is f, skip the pass
         scaled = fraction
-    b_n = sersic_b_n(n_sersic)
-    brightness = torch.exp(b_n - b_n * scaled)
+    # exp(b_n - b_n * scaled)
+    brightness = scaled.mul_(-c["b_n"]).add_(c["b_n"]).exp_()
+    amplitude = c["amplitude"]
     if not (isinstance(amplitude, float) and amplitude == 1.0):
-        brightness = brightness * amplitude
-    return brightness.masked_fill_(fraction > max_radius_fraction, 0.0)
+        brightness = brightness.mul_(amplitude)
+    if mask is not None:
+        brightness.masked_fill_(mask, 0.0)
+    return brightness
 
 
 def sersic_total_flux(amplitude, r_sersic, n_sersic):

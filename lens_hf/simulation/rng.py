@@ -101,7 +101,8 @@ class StreamKeys:
         self.low = torch.where(self.low >= 2**31, self.low - 2**32, self.low).to(torch.int32)
         self.high = torch.where(self.high >= 2**31, self.high - 2**32, self.high).to(torch.int32)
 
-    def select(self, rows: torch.Tensor) -> "StreamKeys":
+    def select(self, rows) -> "StreamKeys":
+        """The keys of some images (rows: a slice or an index tensor)."""
         selected = StreamKeys.__new__(StreamKeys)
         selected.low = self.low[rows]
         selected.high = self.high[rows]
@@ -117,13 +118,13 @@ class StreamKeys:
             low, high = self.low[:, None], self.high[:, None]
         else:
             low, high = self.low, self.high
-        hashed = mix32(counters * _signed(_GOLDEN32, 32) + low)
-        return mix32(hashed ^ high)
+        hashed = mix32_(torch.add(low, counters, alpha=_signed(_GOLDEN32, 32)))
+        return mix32_(hashed.bitwise_xor_(high))
 
 
 def _uniform_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Open-interval (0, 1) uniforms from 24 random bits (exact in float32 and float64)."""
-    return (_logical_shift_right(bits, 8, 32).to(dtype) + 0.5) * (2.0**-24)
+    return bits.bitwise_right_shift(8).bitwise_and_(0xFFFFFF).to(dtype).add_(0.5).mul_(2.0**-24)
 
 
 def _uniform32_float64(bits: torch.Tensor) -> torch.Tensor:
@@ -158,13 +159,21 @@ def aligned_count(count: int) -> int:
 
 def normal(keys: torch.Tensor, name: str, count: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(B, count) standard normals by Box-Muller; `count` must be a multiple of VECTOR_ALIGNMENT."""
+    return stream_normal(StreamKeys(keys, name), count, dtype)
+
+
+def stream_normal(stream: StreamKeys, count: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """normal() of already mixed stream keys (callers drawing in slices mix them once)."""
     if count % VECTOR_ALIGNMENT:
         raise ValueError(f"normal() needs a count padded to {VECTOR_ALIGNMENT}, got {count}")
-    stream = StreamKeys(keys, name)
-    pairs = torch.arange(count // 2, dtype=torch.int32, device=keys.device)
-    radius = torch.sqrt(-2.0 * torch.log(_uniform_from_bits(stream.bits(2 * pairs), dtype)))
-    angle = (2.0 * math.pi) * _uniform_from_bits(stream.bits(2 * pairs + 1), dtype)
-    return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1).reshape(keys.shape[0], count)
+    rows, device = stream.low.shape[0], stream.low.device
+    pairs = torch.arange(0, count, 2, dtype=torch.int32, device=device)
+    radius = _uniform_from_bits(stream.bits(pairs), dtype).log_().mul_(-2.0).sqrt_()
+    angle = _uniform_from_bits(stream.bits(pairs + 1), dtype).mul_(2.0 * math.pi)
+    normals = torch.empty((rows, count // 2, 2), dtype=dtype, device=device)
+    torch.mul(radius, torch.cos(angle), out=normals[..., 0])
+    torch.mul(radius, angle.sin_(), out=normals[..., 1])
+    return normals.view(rows, count)
 
 
 # Poisson counts: means up to _TABLE_MAX_RATE come from CDF inversion read off a table, larger
