@@ -38,7 +38,7 @@ _NON_NEGATIVE = ("einstein_radius_arcsec", "source_r_sersic", "source_n_sersic",
                  "subhalo_theta_e", "subhalo_mass_msun")
 # Images are rendered in slices of at most this many (image x band x pixel) values: elementwise
 # torch kernels run several times faster when their operands stay in the CPU cache.
-_SLICE_ELEMENTS = 1 << 16
+_SLICE_ELEMENTS = 1 << 17
 _NOISE_SLICE_ELEMENTS = 1 << 23  # noise.py slices finer itself
 
 
