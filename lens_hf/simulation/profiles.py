@@ -106,19 +106,22 @@ def add_point_mass_deflection_on_grid(alpha_x, alpha_y, axis_x, axis_y, theta_e,
     offset_y = axis_y - center_y.unsqueeze(-1)
     square_x, square_y = offset_x * offset_x, offset_y * offset_y
     strength = (theta_e * theta_e).unsqueeze(-1)
-    pull_x, pull_y = strength * offset_x, strength * offset_y
     floor = POINT_MASS_MIN_RADIUS**2
     # r^2 < floor needs both a column and a row within the floor radius of the mass
     needs_floor = ((square_x.amin(-1) < floor) & (square_y.amin(-1) < floor)).any(0).tolist()
     present = (theta_e != 0).any(0).tolist()
+    # per-mass views: columns vary along the last axis, rows along the one before
+    columns_squared, rows_squared = square_x.unsqueeze(-2).unbind(1), square_y.unsqueeze(-1).unbind(1)
+    pulls_x, pulls_y = (strength * offset_x).unsqueeze(-2).unbind(1), (strength * offset_y).unsqueeze(-1).unbind(1)
+    radius_squared = torch.empty_like(alpha_x)
     for k in range(theta_e.shape[1]):
         if not present[k]:
             continue
-        radius_squared = square_y[:, k, :, None] + square_x[:, k, None, :]
+        torch.add(rows_squared[k], columns_squared[k], out=radius_squared)
         if needs_floor[k]:
             radius_squared.clamp_(min=floor)
-        alpha_x.addcdiv_(pull_x[:, k, None, :], radius_squared)
-        alpha_y.addcdiv_(pull_y[:, k, :, None], radius_squared)
+        alpha_x.addcdiv_(pulls_x[k], radius_squared)
+        alpha_y.addcdiv_(pulls_y[k], radius_squared)
 
 
 def vortex_point_positions(angle, half_length, center_x, center_y, n_points: int):
