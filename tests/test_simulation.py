@@ -200,6 +200,19 @@ def test_same_seed_same_bytes_for_any_batch_size_and_start(name):
     assert not torch.equal(ten_at_once.images, different.images)
 
 
+def test_two_intra_op_threads_give_the_same_bytes():
+    """Work split across threads (elementwise kernels above torch's grain size) changes no value."""
+    preset = get_preset("model_i", image_size=100, classes=("cdm",))  # 5 images: above the grain size
+    one_thread = simulate(preset, n=5, seed=4, batch_size=5).images
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(simulate(preset, n=5, seed=4, batch_size=5).images, one_thread)
+        assert torch.equal(simulate(preset, n=5, seed=4, batch_size=3).images, one_thread)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_render_from_metadata_gives_back_the_same_images(name):
     preset = small(name)
@@ -259,6 +272,22 @@ def test_supersampling_converges():
     fine = render(small("model_ii", supersampling=4), coarse.metadata, dtype=torch.float64)
     finer = render(small("model_ii", supersampling=6), coarse.metadata, dtype=torch.float64)
     assert (finer - fine).abs().max() < (fine - coarse.images).abs().max()
+
+
+def test_psf_is_scipys_truncated_gaussian_filter():
+    """The symmetric separable blur equals scipy.ndimage.gaussian_filter(mode='nearest', truncate=4),
+    with a different width per image (radius 3 and 2 share one set of taps)."""
+    from scipy.ndimage import gaussian_filter
+
+    from lens_hf.simulation.optics import FWHM_PER_SIGMA, gaussian_blur, gaussian_kernel_1d
+
+    images = torch.rand(2, 1, 21, 17, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    fwhm = torch.tensor([[0.087], [0.06]], dtype=torch.float64)
+    blurred = gaussian_blur(images, gaussian_kernel_1d(fwhm, 0.05, 4.0))
+    for image in range(2):
+        sigma = float(fwhm[image, 0]) / FWHM_PER_SIGMA / 0.05
+        reference = gaussian_filter(images[image, 0].numpy(), sigma, mode="nearest", truncate=4.0)
+        assert np.abs(blurred[image, 0].numpy() - reference).max() < 1e-14
 
 
 # ----------------------------------------------------------------------------- noise statistics

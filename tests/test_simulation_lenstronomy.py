@@ -91,6 +91,28 @@ def test_point_masses_and_exact_vortex_match_lenstronomy(sample_points):
     assert _max_difference(ours, reference) <= DEFLECTION_TOLERANCE
 
 
+def test_point_masses_on_the_pixel_grid_match_lenstronomy():
+    """The separable grid form the renderer uses: masses on a pixel centre (lenstronomy's 1e-8 floor),
+    zero-mass padding (adds nothing) and a batch of two images."""
+    axis = (torch.arange(40, dtype=torch.float64) - 19.5) * 0.1
+    generator = np.random.default_rng(3)
+    theta = generator.uniform(0.001, 0.1, (2, 6))
+    centers_x, centers_y = generator.uniform(-2, 2, (2, 6)), generator.uniform(-2, 2, (2, 6))
+    centers_x[0, 0], centers_y[0, 0] = axis[7].item(), axis[30].item()  # exactly on pixel (row 30, column 7)
+    theta[1, 4:] = 0.0  # padding
+    alpha_x, alpha_y = torch.zeros(2, 40, 40, dtype=torch.float64), torch.zeros(2, 40, 40, dtype=torch.float64)
+    profiles.add_point_mass_deflection_on_grid(alpha_x, alpha_y, axis, axis, torch.tensor(theta),
+                                               torch.tensor(centers_x), torch.tensor(centers_y))
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    for image in range(2):
+        kwargs = [dict(theta_E=t, center_x=cx, center_y=cy)
+                  for t, cx, cy in zip(theta[image], centers_x[image], centers_y[image]) if t > 0]
+        reference = LensModel(["POINT_MASS"] * len(kwargs)).alpha(x.numpy().ravel(), y.numpy().ravel(), kwargs)
+        assert np.abs(alpha_x[image].numpy().ravel() - reference[0]).max() <= DEFLECTION_TOLERANCE
+        assert np.abs(alpha_y[image].numpy().ravel() - reference[1]).max() <= DEFLECTION_TOLERANCE
+    assert torch.isfinite(alpha_x).all() and torch.isfinite(alpha_y).all()
+
+
 @pytest.mark.parametrize("half_length", [0.03, 0.3, 3.0])  # the published range of L
 def test_line_mass_vortex_matches_the_100_point_vortex_away_from_the_segment(half_length):
     grid = torch.linspace(-3.2, 3.2, 129, dtype=torch.float64)
