@@ -257,8 +257,13 @@ def _render_batch(preset, meta: dict, dtype, target: bool, with_noise: bool = Tr
     images = _render_batch_noiseless(preset, meta, dtype, target)
     # noise runs on bigger slices: its fixed cost per call is higher
     step = max(1, work_size(device, _NOISE_SLICE_ELEMENTS) // pixels)
-    return torch.cat([_finish_slice(preset, images[start : start + step], part, target, with_noise)
-                      for start, part in _slices(meta, step)])
+    return _joined([_finish_slice(preset, images[start : start + step], part, target, with_noise)
+                    for start, part in _slices(meta, step)])
+
+
+def _joined(parts: list) -> torch.Tensor:
+    """torch.cat, without the copy when there is one part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _progress(total: int, enabled: bool, description: str):
@@ -306,10 +311,10 @@ def simulate(preset: SimulationPreset, n: int, seed: int = 0, device="cpu", batc
     metadata = {key: torch.cat([part[key] for part in metadata_parts]) for key in metadata_parts[0]}
     labels = metadata["label"].clone() if preset.labelled else None
     return SimulationResult(
-        images=torch.cat(images),
+        images=_joined(images),
         labels=labels,
         class_names=list(preset.class_names) if preset.labelled else None,
-        targets=torch.cat(targets) if preset.has_targets else None,
+        targets=_joined(targets) if preset.has_targets else None,
         metadata=metadata,
     )
 
@@ -335,4 +340,4 @@ def render(preset: SimulationPreset, metadata: dict, *, device="cpu", dtype: tor
     if not outputs:
         size = preset.grid(targets)[0]
         return torch.empty((0, len(preset.bands), size, size), dtype=dtype)
-    return torch.cat(outputs)
+    return _joined(outputs)
