@@ -6,6 +6,7 @@ import json
 import numpy as np
 import torch
 from helpers import run_script
+import lens_hf  # noqa: F401  (registers the Auto classes)
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
