@@ -236,13 +236,17 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
     if positions.numel():
         lam = lam.to(torch.float64)
         beyond = lam > _TABLE_MAX_RATE
-        for selected, sampler in ((torch.nonzero(~beyond).squeeze(1), table.resolve),
-                                  (torch.nonzero(beyond).squeeze(1), _ptrs_sampler)):
-            if selected.numel():
-                gather = _pad_to_alignment(selected)
-                drawn = sampler(lam.index_select(0, gather), pixel_keys.index_select(0, gather),
-                                looked_up.index_select(0, gather))
-                counts.index_copy_(0, positions.index_select(0, selected), drawn[: selected.numel()].to(counts.dtype))
+        undecided = torch.nonzero(~beyond).squeeze(1)
+        if undecided.numel():
+            gather = _pad_to_alignment(undecided)
+            drawn = table.resolve(lam.index_select(0, gather), pixel_keys.index_select(0, gather),
+                                  looked_up.index_select(0, gather))
+            counts.index_copy_(0, positions.index_select(0, undecided), drawn[: undecided.numel()].to(counts.dtype))
+        beyond = torch.nonzero(beyond).squeeze(1)
+        if beyond.numel():
+            gather = _pad_to_alignment(beyond)
+            drawn = _ptrs_sampler(lam.index_select(0, gather), pixel_keys.index_select(0, gather))
+            counts.index_copy_(0, positions.index_select(0, beyond), drawn[: beyond.numel()].to(counts.dtype))
     return counts.reshape(rate.shape)
 
 
@@ -281,8 +285,9 @@ class _InversionTable:
     counts[j, i] (int8) for mean bin j (j = ceil(32 mean): j = 0 is a zero mean, j >= 1 covers
     ((j-1)/32, j/32]) and uniform bin i (the top 10 bits of u): the count when every (mean, u)
     of the cell inverts to it (the count rises with both, so it is decided by the two corners);
-    otherwise -1 - (the lowest count of the cell). A last row, -128, sends means above the
-    table to PTRS.
+    otherwise -1 - (the lowest count of the cell). A last row of -128 marks means above the
+    table (poisson() tells them from undecided cells by the mean). highest[j, i]: the cell's
+    highest count, which bounds the exact evaluations.
     """
 
     def __init__(self, device):
@@ -303,7 +308,6 @@ class _InversionTable:
         counts = torch.cat([torch.zeros(1, uniform_bins, dtype=torch.int64), cells,
                             torch.full((1, uniform_bins), -128, dtype=torch.int64)])
         self.counts = counts.to(torch.int8).reshape(-1).to(device)
-        # the highest count of each cell (row 0 unused), to bound the exact evaluations
         self.highest = torch.cat([torch.zeros(1, uniform_bins, dtype=torch.int64), highest]).to(torch.int8).reshape(-1).to(device)
         self.cdf_width = _CDF_TERMS + self.max_count
         self.cdf = torch.cat([torch.zeros(rows, _CDF_TERMS, dtype=torch.float64), cdf], dim=1).reshape(-1).to(device)
@@ -443,7 +447,7 @@ def _ptrs_round(lam: torch.Tensor, pixel_keys: torch.Tensor, round_index: int):
     return accepted, k
 
 
-def _ptrs_sampler(lam: torch.Tensor, pixel_keys: torch.Tensor, looked_up=None) -> torch.Tensor:
+def _ptrs_sampler(lam: torch.Tensor, pixel_keys: torch.Tensor) -> torch.Tensor:
     """PTRS rounds until every pixel is accepted; round r of a pixel always uses the same uniforms.
 
     Round 0 runs on cache-sized slices; the rejected (~10% at means near 64) run together.
