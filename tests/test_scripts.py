@@ -148,7 +148,8 @@ def test_evaluate_script_adds_a_split_and_refreshes_the_card(data, pretrained, t
     before = json.loads((out / "metrics.json").read_text())
     (out / "metrics.json").write_text(json.dumps({**before, "summary": {"validation": before["summary"]["validation"]},
                                                   "full": {"validation": before["full"]["validation"]}}))
-    result = run_script("evaluate.py", *data["classification"], "--model_name_or_path", out, "--split", "test")
+    result = run_script("evaluate.py", *data["classification"], "--model_name_or_path", out, "--split", "test",
+                        processes=2)
     after = json.loads((out / "metrics.json").read_text())
     assert after["summary"]["test"] == pytest.approx(before["summary"]["test"])  # same model, same data
     assert '"split": "test"' in result.stdout
