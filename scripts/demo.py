@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from lens_hf.training import parse_arguments  # noqa: E402
+from lens_hf.training.stages import references, run_stage, stage_environment, summary  # noqa: E402
 
 # Model II images are 64 px with the lensed ring within the central ~32 px: the demo crops there (patch 4 -> 64
 # tokens), standardises with training-split statistics and uses a BatchNorm head, which is what lets a small ViT
@@ -56,30 +56,13 @@ class DemoArguments:
     threads: int = field(default=0, metadata={"help": "torch threads per run (0: all cores, at most 4)."})
 
 
-def run_stage(name: str, script: str, args: list, env: dict, log: list) -> Path:
-    command = [sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)]
-    shown = " ".join(["python", f"scripts/{script}", *map(str, args)])
-    print(f"\n==> {name}\n$ {shown}", flush=True)
-    start = time.time()
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT)
-    if result.returncode != 0:
-        raise SystemExit(f"demo stage {name!r} failed (exit {result.returncode}); command above")
-    log.append((name, time.time() - start))
-    return Path(args[args.index("--output_dir") + 1])
-
-
-def summary(folder: Path, split: str = "test") -> dict:
-    return json.loads((folder / "metrics.json").read_text())["summary"][split]
-
-
 def main(argv=None) -> dict:
     (demo,) = parse_arguments((DemoArguments,), argv)
     profile = PROFILES["smoke" if demo.smoke else "full"]
     out = Path(demo.output_dir).resolve()
     cache = out / "cache"
     threads = demo.threads or min(os.cpu_count() or 1, 4)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = stage_environment(threads)
     batch = profile["batch_size"]
     common = ["--cache_dir", cache, "--dataset_seed", demo.seed, "--seed", demo.seed, "--report_to", "tensorboard",
               "--per_device_train_batch_size", batch, "--save_steps", 0, "--logging_steps", 10]
@@ -113,7 +96,7 @@ def main(argv=None) -> dict:
         "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"], env, timings)
 
     pre, prb, fin, reg, srm = (summary(pretrain), summary(probe), summary(finetune), summary(regression), summary(sr))
-    bicubic = json.loads((sr / "metrics.json").read_text())["references"]["bicubic upsampling (test)"]
+    bicubic = references(sr)["bicubic upsampling (test)"]
     rows = [
         ("MAE pretraining", "masked-patch MSE (test)", pre["masked_mse"], f"train split {summary(pretrain, 'train')['masked_mse']:.4f}", pretrain),
         ("linear probe", "accuracy (test)", prb["accuracy"], "chance 0.333", probe),

@@ -1,0 +1,70 @@
+"""Shared pieces of the quality benchmarks (one script per row of DESIGN §8): arguments, the published numbers,
+and the printed / saved comparison. Every number is produced by re-running the scripts; nothing is hard-coded but
+the published references themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lens_hf.training import parse_arguments  # noqa: E402
+from lens_hf.training.stages import stage_environment  # noqa: E402
+
+# DESIGN §8: what DeepLense reported, on its data (ours: the simulator's faithful re-creation of that data).
+PUBLISHED = {
+    ("model_i", "accuracy"): (0.915, "CvT; equivariant CNN 0.947"),
+    ("model_ii", "accuracy"): (0.994, "DeepLense Model II"),
+    ("model_iii", "accuracy"): (0.995, "DeepLense Model III"),
+    ("foundation", "roc_auc_micro"): (0.97, "MAE finetune, FM set"),
+    ("probe", "roc_auc_micro"): (0.58, "MAE linear probe, FM set"),
+    ("regression_model_i", "mae"): (0.28, "ResNet34, dex"),
+    ("regression_model_ii", "mae"): (0.22, "ResNet34, dex"),
+    ("regression_model_iii", "mae"): (0.13, "ResNet34, dex"),
+    ("sr", "psnr"): (33.66, "MAE SR 75->150, dB"),
+    ("sr", "ssim"): (0.968, "MAE SR 75->150"),
+    ("lens_finding", "roc_auc"): (0.97, "Bologna space set"),
+}
+
+
+@dataclass
+class QualityArguments:
+    size: str = field(default="cpu", metadata={"help": "cpu (tens of minutes on 2 cores) | full (the published scale; "
+                                                      "a GPU) | smoke (seconds; checks the wiring, numbers meaningless)."})
+    output_dir: str = field(default="benchmark_output", metadata={"help": "Runs, data cache and results JSON."})
+    seed: int = field(default=0, metadata={"help": "Seed of data and training (written into every run)."})
+    threads: int = field(default=0, metadata={"help": "torch threads per stage (0: all cores, at most 8)."})
+
+    def __post_init__(self):
+        if self.size not in ("smoke", "cpu", "full"):
+            raise ValueError(f"--size must be smoke, cpu or full, got {self.size!r}")
+
+
+def setup(extra_dataclasses=(), argv=None):
+    parsed = parse_arguments((QualityArguments, *extra_dataclasses), argv)
+    args = parsed[0]
+    out = Path(args.output_dir).resolve()
+    env = stage_environment(args.threads or min(os.cpu_count() or 1, 8))
+    common = ["--cache_dir", out / "cache", "--dataset_seed", args.seed, "--seed", args.seed, "--save_steps", 0]
+    return parsed, out, env, common
+
+
+def report(row: str, results: list[tuple], out: Path, started: float, args) -> None:
+    """Print one line per figure (ours beside the published number) and save them as JSON."""
+    device = "GPU " + __import__("torch").cuda.get_device_name() if __import__("torch").cuda.is_available() else "CPU"
+    print(f"\n# {row}: size={args.size}, seed={args.seed}, {device}, {time.time() - started:.0f} s")
+    lines = []
+    for name, key, value, folder in results:
+        published, what = PUBLISHED.get(key, (None, "")) if key else (None, "")
+        reference = f"published {published} ({what})" if published is not None else "no published figure"
+        print(f"{row}/{name} {value:.4f}  [{reference}]  {folder}")
+        lines.append(dict(name=name, value=value, published=published, published_what=what, folder=str(folder)))
+    path = out / f"quality_{row}.json"
+    path.write_text(json.dumps({"row": row, "size": args.size, "seed": args.seed, "device": device,
+                                "seconds": time.time() - started, "figures": lines}, indent=2))
+    print(f"# saved {path}")
