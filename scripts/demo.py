@@ -40,8 +40,8 @@ SR_GEOMETRY = ("preset_overrides.image_size=32,preset_overrides.pixel_scale=0.11
 
 PROFILES = {
     "full": dict(model_preset="small", num_train=3000, num_validation=300, num_test=600, regression_train=3000,
-                 sr_train=1000, batch_size=64, pretrain_steps=300, probe_steps=200, finetune_steps=500,
-                 regression_steps=250, sr_steps=100),
+                 sr_train=1000, batch_size=64, pretrain_steps=300, probe_steps=300, finetune_steps=600,
+                 regression_steps=400, sr_steps=150),
     "smoke": dict(model_preset="tiny", num_train=600, num_validation=120, num_test=300, regression_train=300,
                   sr_train=96, batch_size=32, pretrain_steps=30, probe_steps=60, finetune_steps=400,
                   regression_steps=30, sr_steps=10),
