@@ -116,13 +116,13 @@ def run_training(
     views = {split: model_inputs(part, processor, task) for split, part in dataset.items()}
     eval_split = evaluation_split(dataset)
 
-    weights = None
+    weights = labels = None
     if class_weights_fn is not None:
-        labels = dataset["train"][spec.target_column]
-        weights = class_weights_fn(list(labels), len(info.class_names))
+        labels = list(dataset["train"][spec.target_column])
+        weights = class_weights_fn(labels, len(info.class_names))
     train_loader = train_dataloader(
         views["train"], run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
-        class_weights=weights, labels=list(dataset["train"][spec.target_column]) if weights else None,
+        class_weights=weights, labels=labels,
     )
     eval_loaders = {split: eval_dataloader(view, run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
                     for split, view in views.items() if split != "train"}
