@@ -55,7 +55,15 @@ ACCELERATE_TWO_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machin
                             "--dynamo_backend", "no"]
 
 
-def run_script(script: str, *args, processes: int | None = None, check: bool = True, timeout: int = 600,
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_script(script: str, *args, processes: int | None = None, check: bool = True, timeout: int = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
     """Run scripts/<script> with plain python (processes=None) or under `accelerate launch` with 1 or 2 processes."""
     path = str(REPO_ROOT / "scripts" / script)
@@ -63,7 +71,10 @@ def run_script(script: str, *args, processes: int | None = None, check: bool = T
         command = [sys.executable, path]
     else:
         launch = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        command = [sys.executable, "-m", "accelerate.commands.launch", *(ACCELERATE_TWO_PROCESSES if processes == 2 else launch), path]
+        options = ACCELERATE_TWO_PROCESSES if processes == 2 else launch
+        if processes == 2:  # a fresh rendezvous port each launch: a lingering socket on 29500 must not hang a test
+            options = [*options, "--main_process_port", str(free_port())]
+        command = [sys.executable, "-m", "accelerate.commands.launch", *options, path]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     result = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=full_env,
                             cwd=REPO_ROOT, timeout=timeout)
