@@ -66,6 +66,7 @@ def main(argv=None):
             refresh_model_card(output_dir, accelerator.unwrap_model(model), repo_id=repo_id)
         summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
         accelerator.print(json.dumps({"task": task, "split": args.split, **summary}, indent=2))
+    accelerator.wait_for_everyone()  # ranks tear the process group down together, as the training scripts do
     accelerator.end_training()
     return metrics
 

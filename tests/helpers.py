@@ -1,11 +1,14 @@
 """Small shared pieces of the test suite (tiny model configs, subprocess runners)."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STACK_DUMPS = Path(__file__).resolve().parent / "stack_dumps"
 
 TINY = dict(
     hidden_size=32,
@@ -63,9 +66,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (read from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def run_script(script: str, *args, processes: int | None = None, check: bool = True, timeout: int = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run scripts/<script> with plain python (processes=None) or under `accelerate launch` with 1 or 2 processes."""
+    """Run scripts/<script> with plain python (processes=None) or under `accelerate launch` with 1 or 2 processes.
+
+    A run that outlives `timeout` fails with the Python stack of every process it started (SIGUSR1 makes
+    tests/stack_dumps/sitecustomize.py print them), so a hang in CI says where it hangs."""
     path = str(REPO_ROOT / "scripts" / script)
     if processes is None:
         command = [sys.executable, path]
@@ -75,9 +105,29 @@ def run_script(script: str, *args, processes: int | None = None, check: bool = T
         if processes == 2:  # a fresh rendezvous port each launch: a lingering socket on 29500 must not hang a test
             options = [*options, "--main_process_port", str(free_port())]
         command = [sys.executable, "-m", "accelerate.commands.launch", *options, path]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
-    result = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=full_env,
-                            cwd=REPO_ROOT, timeout=timeout)
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(STACK_DUMPS)]),
+                **(env or {})}
+    arguments = [*command, *map(str, args)]
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                               cwd=REPO_ROOT, )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        started = [process.pid, *_descendants(process.pid)]
+        for pid in started:  # one at a time, so the stacks do not interleave
+            _signal(pid, signal.SIGUSR1)
+            time.sleep(1.0)
+        for pid in started:  # torchrun puts each worker in a session of its own: killpg alone would miss them
+            _signal(pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"{script} still ran after {timeout} s; stacks of its processes follow.\n"
+                             f"COMMAND: {arguments}\nSTDOUT:\n{stdout[-4000:]}\nSTDERR:\n{stderr[-16000:]}") from None
+    finally:
+        if process.poll() is None:
+            for pid in [process.pid, *_descendants(process.pid)]:
+                _signal(pid, signal.SIGKILL)
+            process.wait()
+    result = subprocess.CompletedProcess(arguments, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\nSTDOUT:\n{result.stdout[-4000:]}\n"
                              f"STDERR:\n{result.stderr[-8000:]}")
