@@ -107,9 +107,10 @@ def test_classifier_from_the_pretrained_encoder(data, pretrained, tmp_path, mode
 
 
 def test_finetune_two_processes(data, pretrained, tmp_path):
-    out = tmp_path / "ft2"
+    out = tmp_path / "ft2"  # a BatchNorm head: its precise-BN statistics are averaged over both processes
     run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "finetune",
-               "--model_name_or_path", pretrained, "--output_dir", out, "--max_steps", "2", processes=2)
+               "--classifier_head_norm", "batchnorm", "--model_name_or_path", pretrained, "--output_dir", out,
+               "--max_steps", "2", processes=2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["summary"]["test"]["num_examples"] == 12
 

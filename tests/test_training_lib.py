@@ -165,3 +165,42 @@ def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint(tmp_path, "latest").name == "step_00000012"
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         resolve_checkpoint(tmp_path, str(tmp_path / "checkpoints" / "step_00000020"))
+
+
+def test_precise_batchnorm_statistics_are_the_average_over_the_loader():
+    from accelerate import Accelerator
+
+    from lens_hf.training.evaluation import recompute_batchnorm_statistics
+
+    torch.manual_seed(0)
+    model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_head_norm="batchnorm"))
+    norm = model.head_norm
+    norm.running_mean.fill_(5.0)
+    norm.running_var.fill_(9.0)
+    batches = [{"pixel_values": torch.randn(4, 1, 32, 32)} for _ in range(3)]
+    seen = []
+    handle = norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
+    model.train()
+    assert recompute_batchnorm_statistics(Accelerator(cpu=True), model, batches) == 1
+    handle.remove()
+    features = torch.stack(seen)  # (batches, batch, hidden): features computed with the encoder in eval mode
+    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 1)))
+    torch.testing.assert_close(norm.running_var, features.var(dim=1, unbiased=True).mean(0))
+    assert model.training and norm.momentum == 0.1  # mode and momentum as they were
+    model.eval()  # evaluation now normalises with these statistics
+    with torch.no_grad():
+        expected = model.classifier(model.head_dropout((seen[0] - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)))
+        torch.testing.assert_close(model(pixel_values=batches[0]["pixel_values"]).logits, expected)
+
+
+def test_precise_batchnorm_skips_models_without_batchnorm():
+    from accelerate import Accelerator
+
+    from lens_hf.training.evaluation import recompute_batchnorm_statistics
+
+    class Unreadable:
+        def __iter__(self):
+            raise AssertionError("the loader must not be read")
+
+    model = LensMAEForImageClassification(tiny_config(num_labels=3))  # LayerNorm head
+    assert recompute_batchnorm_statistics(Accelerator(cpu=True), model, Unreadable()) == 0

@@ -83,6 +83,10 @@ class RunArguments:
     mixed_precision: Optional[str] = field(default=None, metadata={"help": "no | fp16 | bf16; default: what `accelerate launch` was given."})
     logging_steps: int = field(default=10)
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate every N steps (default: each epoch)."})
+    batchnorm_statistics_examples: int = field(default=2048, metadata={
+        "help": "Before each evaluation, re-estimate BatchNorm running statistics on this many training images "
+                "with the current weights (precise BN; models without BatchNorm skip it). 0: keep the running "
+                "averages."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint (save_state) every N steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted first)."})
     resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder."})

@@ -35,7 +35,13 @@ from .data import (
     saved_processor,
     train_dataloader,
 )
-from .evaluation import collect_outputs, compute_metrics, make_plots, reference_metrics
+from .evaluation import (
+    collect_outputs,
+    compute_metrics,
+    make_plots,
+    recompute_batchnorm_statistics,
+    reference_metrics,
+)
 from .loop import NonFiniteLossError, fit, read_train_log, total_training_steps
 from .optim import build_optimizer, scaled_learning_rate, warmup_cosine_schedule
 from .recipes import apply_recipe
@@ -130,6 +136,12 @@ def run_training(
         train_probe = dataset["train"].select(range(min(len(dataset["train"]), len(dataset[eval_split]))))
         eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
 
+    statistics_loader = None
+    if run_args.batchnorm_statistics_examples > 0:
+        statistics_rows = dataset["train"].select(range(min(len(dataset["train"]), run_args.batchnorm_statistics_examples)))
+        statistics_loader = eval_dataloader(model_inputs(statistics_rows, processor, task),
+                                            run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
+
     total_batch = run_args.per_device_train_batch_size * accelerator.num_processes * run_args.gradient_accumulation_steps
     learning_rate = run_args.learning_rate or scaled_learning_rate(run_args.base_learning_rate, total_batch)
     optimizer = build_optimizer(model, run_args.optimizer, learning_rate, run_args.weight_decay, run_args.layer_decay,
@@ -141,8 +153,15 @@ def run_training(
 
     model, optimizer, train_loader, *prepared = accelerator.prepare(model, optimizer, train_loader, *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, prepared))
+    if statistics_loader is not None:
+        statistics_loader = accelerator.prepare(statistics_loader)
+
+    def refresh_batchnorm(current_model) -> None:
+        if statistics_loader is not None:
+            recompute_batchnorm_statistics(accelerator, current_model, statistics_loader)
 
     def evaluate_during_training(current_model) -> dict:
+        refresh_batchnorm(current_model)
         outputs = collect_outputs(accelerator, current_model, eval_loaders[eval_split], task, run_args.seed)
         try:
             return scalar_metrics(compute_metrics(task, outputs, info.class_names))
@@ -165,6 +184,7 @@ def run_training(
         accelerator.end_training()
         raise SystemExit(1) from None
 
+    refresh_batchnorm(model)  # the saved model keeps these statistics
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
                                                    info.class_names, output_dir / "plots")
     accelerator.wait_for_everyone()
