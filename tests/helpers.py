@@ -67,7 +67,7 @@ def free_port() -> int:
 
 
 def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (read from /proc), children first."""
+    """Every process below `pid` (read from /proc), parents before their children."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -109,7 +109,7 @@ def run_script(script: str, *args, processes: int | None = None, check: bool = T
                 **(env or {})}
     arguments = [*command, *map(str, args)]
     process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
-                               cwd=REPO_ROOT, )
+                               cwd=REPO_ROOT)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

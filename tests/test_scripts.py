@@ -107,7 +107,7 @@ def test_classifier_from_the_pretrained_encoder(data, pretrained, tmp_path, mode
 
 
 def test_finetune_two_processes(data, pretrained, tmp_path):
-    out = tmp_path / "ft2"  # a BatchNorm head: its precise-BN statistics are averaged over both processes
+    out = tmp_path / "ft2"  # a BatchNorm head runs the cross-process reduce of precise BN (values: test_training_lib)
     run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "finetune",
                "--classifier_head_norm", "batchnorm", "--model_name_or_path", pretrained, "--output_dir", out,
                "--max_steps", "2", processes=2)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import datasets
+import torch
 
 from ..cards import render_model_card
 from ..hub import push_folder_to_hub
@@ -137,7 +138,8 @@ def run_training(
         eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
 
     statistics_loader = None
-    if run_args.batchnorm_statistics_examples > 0:
+    has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if run_args.batchnorm_statistics_examples > 0 and has_batchnorm:
         statistics_rows = dataset["train"].select(range(min(len(dataset["train"]), run_args.batchnorm_statistics_examples)))
         statistics_loader = eval_dataloader(model_inputs(statistics_rows, processor, task),
                                             run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
