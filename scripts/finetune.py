@@ -7,7 +7,8 @@
     python scripts/finetune.py --task lens_finding --mode linear_probe --model_name_or_path outputs/lens-mae \
         --imbalance weighted_sampler --output_dir outputs/lens-finder
 
-Recipes (DESIGN §5): linear_probe = frozen encoder, BatchNorm1d(affine=False) + Linear, LARS, base lr 0.1, wd 0;
+Recipes (DESIGN §5): linear_probe = frozen encoder, BatchNorm1d(affine=False) + Linear, LARS, base lr 0.1, wd 0
+(`--probe_solver lbfgs`: the head fitted to convergence on features computed once, L2 chosen on validation);
 finetune = AdamW, layer-wise lr decay 0.75, base lr 1e-3, wd 0.05, drop path 0.1; scratch = finetune without
 layer decay. Every value can be overridden on the command line.
 """
@@ -24,11 +25,13 @@ from transformers import ResNetConfig, ResNetForImageClassification
 from lens_hf import LensMAEForImageClassification
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, random_d4, run_training
 from lens_hf.training.models import fresh_config, pretrained
+from lens_hf.training.probe import fit_linear_probe
 
 TASKS = ("classification", "regression", "lens_finding")
 MODES = ("linear_probe", "finetune", "scratch")
 IMBALANCE = ("none", "weighted_sampler", "loss_weights")
 ARCHITECTURES = ("lens_mae", "resnet18")
+PROBE_SOLVERS = ("sgd", "lbfgs")
 
 
 def resnet18(image_size: int, num_channels: int, **head) -> ResNetForImageClassification:
@@ -52,12 +55,21 @@ class FinetuneArguments:
                                                              "classification or lens finding only)."})
     classifier_head_norm: str = field(default="layernorm", metadata={"help": "finetune/scratch head: layernorm (MAE) | "
                                                                      "batchnorm (standardises features across the batch)."})
+    probe_solver: str = field(default="sgd", metadata={"help": "linear_probe only: sgd (the recipe's LARS loop, "
+                                                       "--max_steps) | lbfgs (frozen features once, head fitted to "
+                                                       "convergence, L2 strength chosen on the validation split)."})
 
     def __post_init__(self):
         for name, allowed in (("task", TASKS), ("mode", MODES), ("imbalance", IMBALANCE),
-                              ("architecture", ARCHITECTURES)):
+                              ("architecture", ARCHITECTURES), ("probe_solver", PROBE_SOLVERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.probe_solver == "lbfgs" and self.mode != "linear_probe":
+            raise ValueError(f"--probe_solver lbfgs fits a linear probe's head; it needs --mode linear_probe, "
+                             f"got --mode {self.mode}")
+        if self.probe_solver == "lbfgs" and self.imbalance == "weighted_sampler":
+            raise ValueError("--probe_solver lbfgs sees every training row once; weight classes with "
+                             "--imbalance loss_weights instead of weighted_sampler")
         if self.architecture == "resnet18" and (self.mode != "scratch" or self.task == "regression"):
             raise ValueError("--architecture resnet18 is the from-scratch classification baseline: use --mode scratch "
                              "with --task classification or lens_finding")
@@ -114,10 +126,15 @@ def main(argv=None):
         logits = model(pixel_values=pixel_values).logits
         return F.cross_entropy(logits, labels.long(), weight=loss_weights["weight"].to(logits.device))
 
+    def solve_probe(accelerator, model, train_rows, validation_rows, output_dir):
+        return fit_linear_probe(accelerator, model, train_rows, validation_rows, output_dir,
+                                class_weights=loss_weights.get("weight"))
+
     return run_training(
         task=args.task, recipe=args.mode, data_args=data_args, model_args=model_args, run_args=run_args,
         build_model=build_model, loss_fn=loss_fn, extra_args=args,
         class_weights_fn=inverse_frequency if args.imbalance == "weighted_sampler" else None,
+        head_solver=solve_probe if args.probe_solver == "lbfgs" else None,
     )
 
 

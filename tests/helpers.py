@@ -92,11 +92,12 @@ def _signal(pid: int, signum: int) -> None:
 
 def run_script(script: str, *args, processes: int | None = None, check: bool = True, timeout: int = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run scripts/<script> with plain python (processes=None) or under `accelerate launch` with 1 or 2 processes.
+    """Run scripts/<script> (or `script` itself when it is an absolute path) with plain python (processes=None) or
+    under `accelerate launch` with 1 or 2 processes.
 
     A run that outlives `timeout` fails with the Python stack of every process it started (SIGUSR1 makes
     tests/stack_dumps/sitecustomize.py print them), so a hang in CI says where it hangs."""
-    path = str(REPO_ROOT / "scripts" / script)
+    path = str(script) if Path(script).is_absolute() else str(REPO_ROOT / "scripts" / script)
     if processes is None:
         command = [sys.executable, path]
     else:

@@ -106,6 +106,29 @@ def test_classifier_from_the_pretrained_encoder(data, pretrained, tmp_path, mode
     assert (out / "plots" / "confusion_test.png").exists() and (out / "plots" / "roc_test.png").exists()
 
 
+def test_lbfgs_probe_two_processes(data, pretrained, tmp_path):
+    out = tmp_path / "probe_lbfgs"
+    run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "linear_probe",
+               "--probe_solver", "lbfgs", "--model_name_or_path", pretrained, "--output_dir", out, processes=2)
+    solver = json.loads((out / "run_config.json").read_text())["derived"]["head_solver"]
+    losses = {float(k): v for k, v in solver["validation_loss_by_l2"].items()}
+    assert solver["l2"] == min(losses, key=losses.get) and len(losses) == 8
+    metrics = json.loads((out / "metrics.json").read_text())
+    validation_rows = metrics["summary"]["validation"]["num_examples"]
+    # 48 training-folder images split by hash; with 2 ranks every row counts once (odd counts: no padded duplicates)
+    assert (solver["train_rows"], solver["validation_rows"]) == (48 - validation_rows, validation_rows)
+    saved, encoder = load_file(out / "model.safetensors"), load_file(pretrained / "model.safetensors")
+    assert all(torch.equal(saved[k], encoder[k]) for k in encoder if k.startswith("vit."))
+    assert saved["head_norm.running_var"].min() > 0 and (out / "plots" / "loss.png").exists()
+    assert {"accuracy", "roc_auc_micro"} <= set(metrics["summary"]["test"])
+
+
+def test_lbfgs_probe_needs_linear_probe_mode(data, pretrained, tmp_path):
+    result = run_script("finetune.py", *data["classification"], *TINY_RUN, "--mode", "finetune", "--probe_solver",
+                        "lbfgs", "--model_name_or_path", pretrained, "--output_dir", tmp_path / "x", check=False)
+    assert result.returncode != 0 and "--probe_solver lbfgs" in result.stderr and "--mode linear_probe" in result.stderr
+
+
 def test_finetune_two_processes(data, pretrained, tmp_path):
     out = tmp_path / "ft2"  # a BatchNorm head runs the cross-process reduce of precise BN (values: test_training_lib)
     run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "finetune",

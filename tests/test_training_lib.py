@@ -1,11 +1,14 @@
 """lens_hf.training building blocks: lr rule, parameter groups, layer decay, LARS, schedule, argument parsing,
 D4 augmentation, checkpoint resolution."""
 
+import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import run_script, tiny_config
 
 from lens_hf import LensMAEForImageClassification, LensMAEForPreTraining
 from lens_hf.training import (
@@ -193,6 +196,46 @@ def test_precise_batchnorm_statistics_are_the_average_over_the_loader():
         torch.testing.assert_close(model(pixel_values=batches[0]["pixel_values"]).logits, expected)
 
 
+PRECISE_BATCHNORM_ON_TWO_RANKS = """
+import sys
+import torch
+from accelerate import Accelerator
+sys.path.insert(0, {tests!r})
+from helpers import tiny_config
+from lens_hf import LensMAEForImageClassification
+from lens_hf.training.evaluation import recompute_batchnorm_statistics
+
+accelerator = Accelerator(cpu=True)
+torch.manual_seed(0)  # the same weights on both ranks, as after `prepare`
+model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_head_norm="batchnorm"))
+model = accelerator.prepare(model)  # DistributedDataParallel: its buffer broadcast must not spoil the estimate
+generator = torch.Generator().manual_seed(100 + accelerator.process_index)
+shift = 3.0 * accelerator.process_index  # the ranks see different images
+batches = [{{"pixel_values": torch.randn(4, 1, 32, 32, generator=generator) + shift}} for _ in range(2)]
+unwrapped = accelerator.unwrap_model(model)
+seen = []
+unwrapped.head_norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
+model.train()
+recompute_batchnorm_statistics(accelerator, model, batches)
+torch.save({{"features": torch.stack(seen), "mean": unwrapped.head_norm.running_mean,
+             "var": unwrapped.head_norm.running_var}}, {out!r} + f"/rank{{accelerator.process_index}}.pt")
+"""
+
+
+def test_precise_batchnorm_averages_the_statistics_of_both_ranks(tmp_path):
+    program = tmp_path / "precise_bn.py"
+    program.write_text(PRECISE_BATCHNORM_ON_TWO_RANKS.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    run_script(program, processes=2, timeout=180)
+    ranks = [torch.load(tmp_path / f"rank{index}.pt") for index in range(2)]
+    assert not torch.allclose(ranks[0]["features"].mean((0, 1)), ranks[1]["features"].mean((0, 1)), atol=1e-2)
+    # each rank's own estimate: mean over its batches; variance: mean of per-batch unbiased variances
+    means = [rank["features"].mean(dim=(0, 1)) for rank in ranks]
+    variances = [rank["features"].var(dim=1, unbiased=True).mean(0) for rank in ranks]
+    for rank in ranks:  # both ranks end with the average of the two estimates
+        torch.testing.assert_close(rank["mean"], (means[0] + means[1]) / 2)
+        torch.testing.assert_close(rank["var"], (variances[0] + variances[1]) / 2)
+
+
 def test_precise_batchnorm_skips_models_without_batchnorm():
     from accelerate import Accelerator
 
@@ -204,3 +247,72 @@ def test_precise_batchnorm_skips_models_without_batchnorm():
 
     model = LensMAEForImageClassification(tiny_config(num_labels=3))  # LayerNorm head
     assert recompute_batchnorm_statistics(Accelerator(cpu=True), model, Unreadable()) == 0
+
+
+def test_lbfgs_probe_is_the_converged_logistic_regression():
+    """The L-BFGS probe minimises mean cross-entropy + l2/2 ||W||^2 on standardised frozen features: the same
+    optimum as scikit-learn's multinomial logistic regression with C = 1 / (n l2)."""
+    from accelerate import Accelerator
+    from sklearn.linear_model import LogisticRegression
+
+    from lens_hf.training.probe import fit_linear_probe, frozen_features
+
+    torch.manual_seed(0)
+    model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_mode="linear_probe",
+                                                      problem_type="single_label_classification"))
+    encoder = {k: v.clone() for k, v in model.vit.state_dict().items()}
+    generator = torch.Generator().manual_seed(1)
+
+    def batches(count):
+        return [{"pixel_values": torch.randn(16, 1, 32, 32, generator=generator),
+                 "labels": torch.randint(0, 3, (16,), generator=generator)} for _ in range(count)]
+
+    train, validation = batches(4), batches(2)
+    accelerator = Accelerator(cpu=True)
+    l2 = 3e-2
+    chosen = fit_linear_probe(accelerator, model, train, validation, output_dir=None, l2_grid=(l2,))
+    assert chosen["l2"] == l2 and chosen["train_rows"] == 64 and chosen["validation_rows"] == 32
+    assert all(torch.equal(v, encoder[k]) for k, v in model.vit.state_dict().items())  # the encoder stays frozen
+
+    features, labels = frozen_features(accelerator, model, train)
+    torch.testing.assert_close(model.head_norm.running_mean, features.mean(0))
+    torch.testing.assert_close(model.head_norm.running_var, features.var(0, unbiased=True))
+    scale = torch.sqrt(features.var(0, unbiased=True) + model.head_norm.eps)
+    standardised = ((features - features.mean(0)) / scale).double().numpy()
+    reference = LogisticRegression(C=1.0 / (len(labels) * l2), tol=1e-10, max_iter=20000).fit(standardised, labels.numpy())
+    held_out, _ = frozen_features(accelerator, model, validation)
+    model.eval()
+    with torch.no_grad():  # the saved model's own forward gives the fitted probabilities
+        ours = model(pixel_values=torch.cat([b["pixel_values"] for b in validation])).logits.softmax(-1)
+    expected = reference.predict_proba(((held_out - features.mean(0)) / scale).double().numpy())
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-3)  # float32 L-BFGS; l2 off by 1.5x moves them by 0.08
+
+
+def test_lbfgs_probe_picks_the_l2_with_the_lowest_validation_loss(tmp_path):
+    from accelerate import Accelerator
+
+    from lens_hf.training.probe import fit_linear_probe
+
+    torch.manual_seed(0)
+    model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_mode="linear_probe",
+                                                      problem_type="single_label_classification"))
+    generator = torch.Generator().manual_seed(2)
+    rows = [{"pixel_values": torch.randn(16, 1, 32, 32, generator=generator),
+             "labels": torch.randint(0, 3, (16,), generator=generator)} for _ in range(3)]
+    chosen = fit_linear_probe(Accelerator(cpu=True), model, rows[:2], rows[2:], tmp_path, l2_grid=(1e-4, 1e-1, 10.0))
+    losses = {float(k): v for k, v in chosen["validation_loss_by_l2"].items()}
+    assert chosen["l2"] == min(losses, key=losses.get) and len(losses) == 3
+    log = [json.loads(line) for line in (tmp_path / "logs" / "train_log.jsonl").read_text().splitlines()]
+    curve = [r["loss"] for r in log if "loss" in r]
+    assert len(curve) > 3 and curve[-1] < curve[0]  # the chosen fit's objective, one record per evaluation
+    assert sorted(r["probe/l2"] for r in log if "probe/l2" in r) == [1e-4, 1e-1, 10.0]
+
+
+def test_lbfgs_probe_refuses_a_model_that_is_not_a_probe():
+    from accelerate import Accelerator
+
+    from lens_hf.training.probe import fit_linear_probe
+
+    model = LensMAEForImageClassification(tiny_config(num_labels=3))
+    with pytest.raises(ValueError, match="--mode linear_probe"):
+        fit_linear_probe(Accelerator(cpu=True), model, [], [], output_dir=None)

@@ -76,6 +76,7 @@ def run_training(
     class_weights_fn: Callable[[list[int], int], list[float]] | None = None,
     card_description: str | None = None,
     reuse_checkpoint_processor: bool = True,
+    head_solver: Callable | None = None,
 ) -> dict:
     """Train, evaluate, save and (optionally) push. Returns the final metrics by split.
 
@@ -87,6 +88,9 @@ def run_training(
             weights` for a weighted sampler.
         reuse_checkpoint_processor: normalise as the checkpoint's saved processor does (False for SR, whose
             LR and HR images must stay on one scale).
+        head_solver: `(accelerator, model, train_loader, validation_loader, output_dir) -> dict` fits the model
+            instead of the SGD loop (the L-BFGS linear probe, `probe.fit_linear_probe`), on un-augmented,
+            unshuffled training rows; its dict goes into run_config.json.
     """
     recipe_config = apply_recipe(run_args, recipe)
     argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
@@ -177,16 +181,24 @@ def run_training(
                     "warmup_steps": warmup_steps, "num_processes": accelerator.num_processes, "recipe": recipe,
                     "recipe_model_config": recipe_config},
     }
-    try:
-        fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
-            train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
-            evaluate_fn=evaluate_during_training)
-    except NonFiniteLossError as error:
-        accelerator.print(f"ERROR: {error}")
-        accelerator.end_training()
-        raise SystemExit(1) from None
-
-    refresh_batchnorm(model)  # the saved model keeps these statistics
+    if head_solver is not None:
+        if eval_split != "validation":
+            raise ValueError("the head solver chooses its regularisation on a validation split; the dataset has "
+                             f"only {sorted(dataset)}")
+        rows = accelerator.prepare(eval_dataloader(views["train"], run_args.per_device_eval_batch_size,
+                                                   data_args.dataloader_num_workers))
+        run_record["derived"]["head_solver"] = head_solver(accelerator, model, rows, eval_loaders[eval_split],
+                                                           output_dir)
+    else:
+        try:
+            fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+                train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
+                evaluate_fn=evaluate_during_training)
+        except NonFiniteLossError as error:
+            accelerator.print(f"ERROR: {error}")
+            accelerator.end_training()
+            raise SystemExit(1) from None
+        refresh_batchnorm(model)  # the saved model keeps these statistics
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
                                                    info.class_names, output_dir / "plots")
     accelerator.wait_for_everyone()

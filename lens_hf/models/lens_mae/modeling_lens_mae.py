@@ -590,15 +590,20 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
             )
-        features = self.pool(encoded.last_hidden_state)
-        logits = self.classifier(self.head_dropout(self.head_norm(features)))
-        if self.is_regression:
-            logits = logits * self.config.regression_target_std + self.config.regression_target_mean
+        logits = self.logits_from_features(self.pool(encoded.last_hidden_state))
         loss = None if labels is None else self.compute_loss(logits, labels)
         output = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
         )
         return output if return_dict else output.to_tuple()
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The head alone, on pooled encoder features (regression: in physical units), so a linear probe can be
+        fitted on features computed once."""
+        logits = self.classifier(self.head_dropout(self.head_norm(features)))
+        if self.is_regression:
+            logits = logits * self.config.regression_target_std + self.config.regression_target_mean
+        return logits
 
     @property
     def is_regression(self) -> bool:
