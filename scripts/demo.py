@@ -40,10 +40,10 @@ SR_GEOMETRY = ("preset_overrides.image_size=32,preset_overrides.pixel_scale=0.11
 
 PROFILES = {
     "full": dict(model_preset="small", num_train=3000, num_validation=300, num_test=600, regression_train=3000,
-                 sr_train=1000, batch_size=64, pretrain_steps=300, probe_steps=300, finetune_steps=600,
+                 sr_train=1000, batch_size=64, pretrain_steps=300, finetune_steps=600,
                  regression_steps=400, sr_steps=150),
     "smoke": dict(model_preset="tiny", num_train=600, num_validation=120, num_test=300, regression_train=300,
-                  sr_train=96, batch_size=32, pretrain_steps=30, probe_steps=60, finetune_steps=400,
+                  sr_train=96, batch_size=32, pretrain_steps=30, finetune_steps=400,
                   regression_steps=30, sr_steps=10),
 }
 
@@ -65,7 +65,8 @@ def main(argv=None) -> dict:
     env = stage_environment(threads)
     batch = profile["batch_size"]
     common = ["--cache_dir", cache, "--dataset_seed", demo.seed, "--seed", demo.seed, "--report_to", "tensorboard",
-              "--per_device_train_batch_size", batch, "--save_steps", 0, "--logging_steps", 10]
+              "--per_device_train_batch_size", batch, "--save_steps", 0, "--logging_steps", 10,
+              "--eval_steps", 100]  # each evaluation re-estimates BatchNorm statistics (~5 s): not every epoch
     classes = ["--dataset_name", "deeplense_sim", "--dataset_config", "model_ii", "--num_train", profile["num_train"],
                "--num_validation", profile["num_validation"], "--num_test", profile["num_test"]]
     timings: list = []
@@ -74,10 +75,9 @@ def main(argv=None) -> dict:
     pretrain = run_stage("1/5 MAE pretraining on Model II images", "pretrain_mae.py", [
         *classes, *common, *SHARED, "--model_preset", profile["model_preset"], "--patch_size", 4,
         "--max_steps", profile["pretrain_steps"], "--learning_rate", 1.5e-3, "--output_dir", out / "lens-mae"], env, timings)
-    probe = run_stage("2/5 linear probe (frozen encoder, LARS)", "finetune.py", [
-        *classes, *common, *SHARED, "--task", "classification", "--mode", "linear_probe",
-        "--model_name_or_path", pretrain, "--max_steps", profile["probe_steps"], "--learning_rate", 20.0,
-        "--output_dir", out / "lens-mae-probe"], env, timings)
+    probe = run_stage("2/5 linear probe (frozen encoder, head fitted by L-BFGS)", "finetune.py", [
+        *classes, *common, *SHARED, "--task", "classification", "--mode", "linear_probe", "--probe_solver", "lbfgs",
+        "--model_name_or_path", pretrain, "--output_dir", out / "lens-mae-probe"], env, timings)
     finetune = run_stage("3/5 finetuned classifier (layer-wise lr decay)", "finetune.py", [
         *classes, *common, *SHARED, "--task", "classification", "--mode", "finetune", "--model_name_or_path", pretrain,
         "--classifier_head_norm", "batchnorm", "--max_steps", profile["finetune_steps"], "--learning_rate", 1e-3,
