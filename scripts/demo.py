@@ -33,7 +33,7 @@ from lens_hf.training.stages import references, run_stage, stage_environment, su
 
 # Model II images are 64 px with the lensed ring within the central ~32 px: the demo crops there (patch 4 -> 64
 # tokens), standardises with training-split statistics and uses a BatchNorm head, which is what lets a small ViT
-# pick up the sub-pixel ring changes that separate the classes within a few CPU minutes (docs/demo.md).
+# pick up the sub-pixel ring changes that separate the classes within a few CPU minutes (README, "The demo").
 SHARED = ["--crop_size", "32", "--normalization", "standardize"]
 SR_GEOMETRY = ("preset_overrides.image_size=32,preset_overrides.pixel_scale=0.1171875,"
                "preset_overrides.hr_image_size=64,preset_overrides.hr_pixel_scale=0.05859375")

@@ -129,6 +129,19 @@ def test_lbfgs_probe_needs_linear_probe_mode(data, pretrained, tmp_path):
     assert result.returncode != 0 and "--probe_solver lbfgs" in result.stderr and "--mode linear_probe" in result.stderr
 
 
+def test_evaluation_frequency_does_not_change_the_trained_weights(data, pretrained, tmp_path):
+    weights = []
+    for eval_steps in ("2", "3"):  # drop path (finetune recipe) draws from the RNG that evaluation must not advance
+        out = tmp_path / f"eval_every_{eval_steps}"
+        run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "finetune",
+                   "--model_name_or_path", pretrained, "--output_dir", out, "--max_steps", "6", "--eval_steps", eval_steps)
+        log = [json.loads(line) for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log if "eval/accuracy" in r] == list(range(int(eval_steps), 7, int(eval_steps)))
+        weights.append(load_file(out / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_finetune_two_processes(data, pretrained, tmp_path):
     out = tmp_path / "ft2"  # a BatchNorm head runs the cross-process reduce of precise BN (values: test_training_lib)
     run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "finetune",

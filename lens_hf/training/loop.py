@@ -175,8 +175,11 @@ def fit(
 
 
 def _evaluate(accelerator, model, evaluate_fn, state: TrainState, log: TrainLog) -> dict:
+    """Evaluation runs on a fork of the RNG (DataLoader iterators draw their base seed from it), so how often a
+    run evaluates does not change its dropout / drop-path draws, hence its weights."""
     model.eval()
-    with torch.no_grad():
+    cuda = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         metrics = evaluate_fn(model)
     model.train()
     scalars = {f"eval/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}

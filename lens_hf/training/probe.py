@@ -26,8 +26,8 @@ def frozen_features(accelerator, model, dataloader) -> tuple[torch.Tensor, torch
     for batch in dataloader:
         pooled = model.pool(model.vit(batch["pixel_values"]).last_hidden_state).float().contiguous()
         gathered = accelerator.gather_for_metrics({"features": pooled, "labels": batch["labels"].contiguous()})
-        features.append(gathered["features"].cpu())
-        labels.append(gathered["labels"].cpu())
+        features.append(gathered["features"])  # kept on the model's device: the head is fitted there
+        labels.append(gathered["labels"])
     return torch.cat(features), torch.cat(labels)
 
 

@@ -1,0 +1,97 @@
+"""What a linear probe can read from frozen LensMAE features: per encoder layer, a converged logistic regression
+on mean-pooled tokens of a pretrained model and of the same architecture with random weights, the conditioning of
+the standardised features, and a logistic regression on the pixels themselves.
+
+    python benchmarks/probe_features.py --model_dir demo_output/lens-mae --cache_dir demo_output/cache
+
+Data: the `deeplense_sim` config, sizes and seed the model was pretrained on (read from its run_config.json), cropped
+and normalised by the model's saved processor. Prints one line per figure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from transformers import AutoImageProcessor  # noqa: E402
+
+from lens_hf import LensMAEModel  # noqa: E402
+from lens_hf.data import load_builder  # noqa: E402
+from lens_hf.training import parse_arguments  # noqa: E402
+
+
+@dataclass
+class ProbeFeatureArguments:
+    model_dir: str = field(metadata={"help": "A LensMAE pretraining run folder."})
+    cache_dir: str = field(default=None, metadata={"help": "Data cache of that run (so the data is not simulated again)."})
+    threads: int = field(default=2, metadata={"help": "torch threads."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random-weight encoder."})
+
+
+@torch.no_grad()
+def layer_features(model, pixel_values, batch_size: int = 256) -> list[np.ndarray]:
+    """Mean-pooled patch tokens after the embedding and after every block (the last one LayerNorm-ed, as the
+    heads read it)."""
+    model.eval()
+    per_layer = []
+    for start in range(0, len(pixel_values), batch_size):
+        output = model(pixel_values=pixel_values[start:start + batch_size], output_hidden_states=True)
+        states = [*output.hidden_states[:-1], output.last_hidden_state]
+        per_layer.append([state[:, 1:].mean(1).numpy() for state in states])
+    return [np.concatenate(parts) for parts in zip(*per_layer)]
+
+
+def logistic_regression(train, validation, test) -> tuple[float, float]:
+    """Converged multinomial logistic regression, C chosen on validation accuracy; test accuracy and micro-AUC."""
+    scaler = StandardScaler().fit(train[0])
+    fits = [LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(train[0]), train[1]) for c in (0.1, 1.0, 10.0)]
+    best = max(fits, key=lambda fit: fit.score(scaler.transform(validation[0]), validation[1]))
+    probabilities = best.predict_proba(scaler.transform(test[0]))
+    classes = probabilities.shape[1]
+    return float((probabilities.argmax(1) == test[1]).mean()), float(roc_auc_score(np.eye(classes)[test[1]].ravel(), probabilities.ravel()))
+
+
+def main(argv=None):
+    (args,) = parse_arguments((ProbeFeatureArguments,), argv)
+    torch.set_num_threads(args.threads)
+    folder = Path(args.model_dir)
+    record = json.loads((folder / "run_config.json").read_text())["DataArguments"]
+    dataset = load_builder(record["dataset_name"], record["dataset_config"], seed=record["dataset_seed"],
+                           cache_dir=args.cache_dir or record["cache_dir"], n_train=record["num_train"],
+                           n_validation=record["num_validation"], n_test=record["num_test"])
+    processor = AutoImageProcessor.from_pretrained(folder)
+    splits = {}
+    for name in ("train", "validation", "test"):
+        rows = dataset[name].with_format("numpy")[:]
+        pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+        splits[name] = (pixels, rows["label"])
+
+    accuracy, auc = logistic_regression(*[(p.flatten(1).numpy(), y) for p, y in splits.values()])
+    print(f"pixels/logistic_regression accuracy {accuracy:.3f} micro_auc {auc:.3f}")
+    pretrained = LensMAEModel.from_pretrained(folder)
+    torch.manual_seed(args.seed)
+    random = LensMAEModel(pretrained.config)
+    for label, model in (("pretrained", pretrained), ("random_weights", random)):
+        features = {name: layer_features(model, pixels) for name, (pixels, _) in splits.items()}
+        labels = {name: y for name, (_, y) in splits.items()}
+        last = StandardScaler().fit_transform(features["train"][-1])
+        singular = np.linalg.svd(last, compute_uv=False)
+        print(f"{label}/last_layer singular_value_ratio_1_to_10 {singular[0] / singular[9]:.1f} "
+              f"variance_in_top_1 {singular[0] ** 2 / (singular ** 2).sum():.3f}")
+        for layer in range(len(features["train"])):
+            accuracy, auc = logistic_regression(*[(features[name][layer], labels[name]) for name in splits])
+            print(f"{label}/layer_{layer} accuracy {accuracy:.3f} micro_auc {auc:.3f}")
+
+
+if __name__ == "__main__":
+    main()
