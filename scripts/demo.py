@@ -12,7 +12,7 @@
 Every stage is one of the real scripts, run as a subprocess with the command line printed, so any line of the
 demo can be rerun, scaled up (`--num_train`, `--max_steps`, `accelerate launch ...`) or pointed at real data.
 
-    python scripts/demo.py                     # ~11 minutes on 2 CPU cores (measured 11 min 6 s)
+    python scripts/demo.py                     # ~13 minutes on 2 CPU cores (measured 12 min 29 s)
     python scripts/demo.py --smoke             # tiny sizes (CI, < 2 minutes)
 """
 
