@@ -51,14 +51,18 @@ def layer_features(model, pixel_values, batch_size: int = 256) -> list[np.ndarra
     return [np.concatenate(parts) for parts in zip(*per_layer)]
 
 
-def logistic_regression(train, validation, test) -> tuple[float, float]:
-    """Converged multinomial logistic regression, C chosen on validation accuracy; test accuracy and micro-AUC."""
+def logistic_regression(train, validation, test) -> np.ndarray:
+    """Test-split class probabilities of a converged multinomial logistic regression on standardised inputs,
+    C in {0.1, 1, 10} chosen on validation accuracy. Each argument is (inputs, labels)."""
     scaler = StandardScaler().fit(train[0])
     fits = [LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(train[0]), train[1]) for c in (0.1, 1.0, 10.0)]
     best = max(fits, key=lambda fit: fit.score(scaler.transform(validation[0]), validation[1]))
-    probabilities = best.predict_proba(scaler.transform(test[0]))
-    classes = probabilities.shape[1]
-    return float((probabilities.argmax(1) == test[1]).mean()), float(roc_auc_score(np.eye(classes)[test[1]].ravel(), probabilities.ravel()))
+    return best.predict_proba(scaler.transform(test[0]))
+
+
+def accuracy_and_micro_auc(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    one_hot = np.eye(probabilities.shape[1])[labels]
+    return float((probabilities.argmax(1) == labels).mean()), float(roc_auc_score(one_hot.ravel(), probabilities.ravel()))
 
 
 def main(argv=None):
@@ -76,7 +80,8 @@ def main(argv=None):
         pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="pt")["pixel_values"]
         splits[name] = (pixels, rows["label"])
 
-    accuracy, auc = logistic_regression(*[(p.flatten(1).numpy(), y) for p, y in splits.values()])
+    probabilities = logistic_regression(*[(p.flatten(1).numpy(), y) for p, y in splits.values()])
+    accuracy, auc = accuracy_and_micro_auc(probabilities, splits["test"][1])
     print(f"pixels/logistic_regression accuracy {accuracy:.3f} micro_auc {auc:.3f}")
     pretrained = LensMAEModel.from_pretrained(folder)
     torch.manual_seed(args.seed)
@@ -89,7 +94,8 @@ def main(argv=None):
         print(f"{label}/last_layer singular_value_ratio_1_to_10 {singular[0] / singular[9]:.1f} "
               f"variance_in_top_1 {singular[0] ** 2 / (singular ** 2).sum():.3f}")
         for layer in range(len(features["train"])):
-            accuracy, auc = logistic_regression(*[(features[name][layer], labels[name]) for name in splits])
+            probabilities = logistic_regression(*[(features[name][layer], labels[name]) for name in splits])
+            accuracy, auc = accuracy_and_micro_auc(probabilities, labels["test"])
             print(f"{label}/layer_{layer} accuracy {accuracy:.3f} micro_auc {auc:.3f}")
 
 

@@ -31,11 +31,10 @@ class ClassificationArguments:
 
 
 def pixel_logistic_regression(processor_folder, cache, model: str, seed: int, sizes) -> dict:
-    """Reference row: multinomial logistic regression on the same cropped, standardised pixels the networks see
-    (C chosen on the validation split). It says how linearly separable the simulated classes are."""
+    """Reference row: logistic regression on the same cropped, standardised pixels the networks see (the protocol
+    of benchmarks/probe_features.py). It says how linearly separable the simulated classes are."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
+    from probe_features import logistic_regression
     from transformers import AutoImageProcessor
 
     from lens_hf.data import load_builder
@@ -44,15 +43,13 @@ def pixel_logistic_regression(processor_folder, cache, model: str, seed: int, si
     dataset = load_builder("deeplense_sim", model, seed=seed, cache_dir=str(cache), n_train=sizes[0],
                            n_validation=sizes[1], n_test=sizes[2])
     processor = AutoImageProcessor.from_pretrained(processor_folder)
-    split = {}
+    split = []
     for name in ("train", "validation", "test"):
         rows = dataset[name].with_format("numpy")[:]
         pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="np")["pixel_values"]
-        split[name] = (pixels.reshape(len(pixels), -1), rows["label"])
-    fits = [LogisticRegression(C=c, max_iter=3000).fit(*split["train"]) for c in (0.01, 0.1, 1.0)]
-    best = min(fits, key=lambda fit: log_loss(split["validation"][1], fit.predict_proba(split["validation"][0])))
-    log_probabilities = np.log(np.clip(best.predict_proba(split["test"][0]), 1e-12, None))
-    return compute_metrics("classification", {"predictions": log_probabilities, "targets": split["test"][1]},
+        split.append((pixels.reshape(len(pixels), -1), rows["label"]))
+    log_probabilities = np.log(np.clip(logistic_regression(*split), 1e-12, None))
+    return compute_metrics("classification", {"predictions": log_probabilities, "targets": split[2][1]},
                            dataset["train"].features["label"].names)
 
 
