@@ -308,6 +308,30 @@ def test_lbfgs_probe_picks_the_l2_with_the_lowest_validation_loss(tmp_path):
     assert sorted(r["probe/l2"] for r in log if "probe/l2" in r) == [1e-4, 1e-1, 10.0]
 
 
+def test_lbfgs_probe_regression_recovers_a_linear_target():
+    """A regression probe (outputs in physical units) fits targets that are a linear function of its features."""
+    from accelerate import Accelerator
+
+    from lens_hf.training.probe import fit_linear_probe, frozen_features
+
+    torch.manual_seed(0)
+    model = LensMAEForImageClassification(tiny_config(num_labels=1, problem_type="regression",
+                                                      classifier_mode="linear_probe", regression_target_mean=-23.0,
+                                                      regression_target_std=0.5))
+    generator = torch.Generator().manual_seed(3)
+    images = [torch.randn(16, 1, 32, 32, generator=generator) for _ in range(6)]
+    features, _ = frozen_features(Accelerator(cpu=True), model, [{"pixel_values": x, "labels": torch.zeros(16)} for x in images])
+    direction = torch.randn(features.shape[1], generator=generator)
+    scores = (features - features.mean(0)) / features.std(0) @ direction
+    targets = -23.0 + 0.5 * scores / scores.std()  # log10(m/eV)-like values, exactly linear in the features
+    rows = [{"pixel_values": x, "labels": targets[16 * k:16 * (k + 1)]} for k, x in enumerate(images)]
+    fit_linear_probe(Accelerator(cpu=True), model, rows[:4], rows[4:], l2_grid=(1e-7,))
+    model.eval()
+    with torch.no_grad():
+        predicted = model(pixel_values=torch.cat(images[4:])).logits.squeeze(-1)
+    assert (predicted - targets[64:]).abs().max() < 0.05  # held-out rows, spread of targets ~0.5
+
+
 def test_lbfgs_probe_refuses_a_model_that_is_not_a_probe():
     from accelerate import Accelerator
 

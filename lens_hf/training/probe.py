@@ -50,7 +50,7 @@ def fit_linear_probe(accelerator, model, train_loader, validation_loader, output
     def data_loss(features, labels):
         logits = model.logits_from_features(features)
         if class_weights is not None and not model.is_regression and model.num_labels > 1:
-            return F.cross_entropy(logits, labels.long(), weight=class_weights)
+            return F.cross_entropy(logits, labels.long(), weight=class_weights.to(logits.device))
         return model.compute_loss(logits, labels)
 
     head = model.classifier
