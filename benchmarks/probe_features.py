@@ -21,13 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from transformers import AutoImageProcessor  # noqa: E402
 
 from lens_hf import LensMAEModel  # noqa: E402
 from lens_hf.data import load_builder  # noqa: E402
 from lens_hf.training import parse_arguments  # noqa: E402
+from lens_hf.training.evaluation import compute_metrics  # noqa: E402
 
 
 @dataclass
@@ -60,9 +60,20 @@ def logistic_regression(train, validation, test) -> np.ndarray:
     return best.predict_proba(scaler.transform(test[0]))
 
 
-def accuracy_and_micro_auc(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    one_hot = np.eye(probabilities.shape[1])[labels]
-    return float((probabilities.argmax(1) == labels).mean()), float(roc_auc_score(one_hot.ravel(), probabilities.ravel()))
+def processed_splits(dataset, processor) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """(pixel_values, labels) of the train, validation and test splits, cropped and normalised by `processor`."""
+    splits = []
+    for name in ("train", "validation", "test"):
+        rows = dataset[name].with_format("numpy")[:]
+        pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+        splits.append((pixels, rows["label"]))
+    return splits
+
+
+def logistic_regression_metrics(train, validation, test, class_names) -> dict:
+    """The project's classification metrics (accuracy, micro/macro AUC, ...) of `logistic_regression` on test."""
+    log_probabilities = np.log(np.clip(logistic_regression(train, validation, test), 1e-12, None))
+    return compute_metrics("classification", {"predictions": log_probabilities, "targets": test[1]}, class_names)
 
 
 def main(argv=None):
@@ -74,15 +85,10 @@ def main(argv=None):
                            cache_dir=args.cache_dir or record["cache_dir"], n_train=record["num_train"],
                            n_validation=record["num_validation"], n_test=record["num_test"])
     processor = AutoImageProcessor.from_pretrained(folder)
-    splits = {}
-    for name in ("train", "validation", "test"):
-        rows = dataset[name].with_format("numpy")[:]
-        pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="pt")["pixel_values"]
-        splits[name] = (pixels, rows["label"])
-
-    probabilities = logistic_regression(*[(p.flatten(1).numpy(), y) for p, y in splits.values()])
-    accuracy, auc = accuracy_and_micro_auc(probabilities, splits["test"][1])
-    print(f"pixels/logistic_regression accuracy {accuracy:.3f} micro_auc {auc:.3f}")
+    splits = dict(zip(("train", "validation", "test"), processed_splits(dataset, processor)))
+    names = dataset["train"].features["label"].names
+    pixels = logistic_regression_metrics(*[(p.flatten(1).numpy(), y) for p, y in splits.values()], names)
+    print(f"pixels/logistic_regression accuracy {pixels['accuracy']:.3f} micro_auc {pixels['roc_auc_micro']:.3f}")
     pretrained = LensMAEModel.from_pretrained(folder)
     torch.manual_seed(args.seed)
     random = LensMAEModel(pretrained.config)
@@ -94,9 +100,8 @@ def main(argv=None):
         print(f"{label}/last_layer singular_value_ratio_1_to_10 {singular[0] / singular[9]:.1f} "
               f"variance_in_top_1 {singular[0] ** 2 / (singular ** 2).sum():.3f}")
         for layer in range(len(features["train"])):
-            probabilities = logistic_regression(*[(features[name][layer], labels[name]) for name in splits])
-            accuracy, auc = accuracy_and_micro_auc(probabilities, labels["test"])
-            print(f"{label}/layer_{layer} accuracy {accuracy:.3f} micro_auc {auc:.3f}")
+            metrics = logistic_regression_metrics(*[(features[name][layer], labels[name]) for name in splits], names)
+            print(f"{label}/layer_{layer} accuracy {metrics['accuracy']:.3f} micro_auc {metrics['roc_auc_micro']:.3f}")
 
 
 if __name__ == "__main__":

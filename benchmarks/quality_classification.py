@@ -33,24 +33,16 @@ class ClassificationArguments:
 def pixel_logistic_regression(processor_folder, cache, model: str, seed: int, sizes) -> dict:
     """Reference row: logistic regression on the same cropped, standardised pixels the networks see (the protocol
     of benchmarks/probe_features.py). It says how linearly separable the simulated classes are."""
-    import numpy as np
-    from probe_features import logistic_regression
+    from probe_features import logistic_regression_metrics, processed_splits
     from transformers import AutoImageProcessor
 
     from lens_hf.data import load_builder
-    from lens_hf.training.evaluation import compute_metrics
 
     dataset = load_builder("deeplense_sim", model, seed=seed, cache_dir=str(cache), n_train=sizes[0],
                            n_validation=sizes[1], n_test=sizes[2])
-    processor = AutoImageProcessor.from_pretrained(processor_folder)
-    split = []
-    for name in ("train", "validation", "test"):
-        rows = dataset[name].with_format("numpy")[:]
-        pixels = processor(rows["image"], input_data_format="channels_first", return_tensors="np")["pixel_values"]
-        split.append((pixels.reshape(len(pixels), -1), rows["label"]))
-    log_probabilities = np.log(np.clip(logistic_regression(*split), 1e-12, None))
-    return compute_metrics("classification", {"predictions": log_probabilities, "targets": split[2][1]},
-                           dataset["train"].features["label"].names)
+    splits = processed_splits(dataset, AutoImageProcessor.from_pretrained(processor_folder))
+    return logistic_regression_metrics(*[(pixels.flatten(1).numpy(), labels) for pixels, labels in splits],
+                                       dataset["train"].features["label"].names)
 
 
 def main(argv=None):
