@@ -110,7 +110,9 @@ def test_lbfgs_probe_two_processes(data, pretrained, tmp_path):
     out = tmp_path / "probe_lbfgs"
     run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "classification", "--mode", "linear_probe",
                "--probe_solver", "lbfgs", "--model_name_or_path", pretrained, "--output_dir", out, processes=2)
-    solver = json.loads((out / "run_config.json").read_text())["derived"]["head_solver"]
+    derived = json.loads((out / "run_config.json").read_text())["derived"]
+    solver = derived["head_solver"]
+    assert "learning_rate" not in derived and "total_steps" not in derived  # no SGD optimizer or schedule was built
     losses = {float(k): v for k, v in solver["validation_loss_by_l2"].items()}
     assert solver["l2"] == min(losses, key=losses.get) and len(losses) == 8
     metrics = json.loads((out / "metrics.json").read_text())

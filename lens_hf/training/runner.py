@@ -127,6 +127,50 @@ def run_training(
     views = {split: model_inputs(part, processor, task) for split, part in dataset.items()}
     eval_split = evaluation_split(dataset)
 
+    eval_loaders = {split: eval_dataloader(view, run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
+                    for split, view in views.items() if split != "train"}
+    if task == "pretraining":  # masked-patch error on seen vs held-out images, as MAE papers compare them
+        train_probe = dataset["train"].select(range(min(len(dataset["train"]), len(dataset[eval_split]))))
+        eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
+
+    run_record = {**arguments_to_dict(*argument_objects),
+                  "derived": {"num_processes": accelerator.num_processes, "recipe": recipe,
+                              "recipe_model_config": recipe_config}}
+    if head_solver is not None:
+        if eval_split != "validation":
+            raise ValueError("the head solver chooses its regularisation on a validation split; the dataset has "
+                             f"only {sorted(dataset)}")
+        rows = eval_dataloader(views["train"], run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
+        model, rows, *prepared = accelerator.prepare(model, rows, *eval_loaders.values())
+        eval_loaders = dict(zip(eval_loaders, prepared))
+        run_record["derived"]["head_solver"] = head_solver(accelerator, model, rows, eval_loaders[eval_split],
+                                                           output_dir)
+    else:
+        model, eval_loaders = train_with_sgd(accelerator, model, task, info, dataset, views, processor, eval_loaders,
+                                             eval_split, data_args, run_args, loss_fn, class_weights_fn,
+                                             run_record["derived"])
+    metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
+                                                   info.class_names, output_dir / "plots")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_run_folder(accelerator.unwrap_model(model), processor, output_dir, task, metrics, references, figures,
+                        run_record, data_args, model_args, run_args, card_description)
+    accelerator.wait_for_everyone()
+    if run_args.push_to_hub and accelerator.is_main_process:
+        commit = push_folder_to_hub(output_dir, run_args.hub_model_id, token=run_args.hub_token,
+                                    private=run_args.hub_private_repo, ignore_patterns=PUSH_IGNORE,
+                                    commit_message=f"lens-hf {task} run")
+        accelerator.print(f"pushed {output_dir} to {commit}")
+    accelerator.end_training()
+    return metrics
+
+
+def train_with_sgd(accelerator, model, task: str, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
+                   eval_split: str, data_args, run_args, loss_fn, class_weights_fn, derived: dict):
+    """The gradient loop: shuffled (or class-weighted) batches, optimizer and warmup-cosine schedule, evaluations
+    during training, and the BatchNorm statistics recomputed on training images before the model is saved.
+    Records the learning rate, batch and step counts in `derived`; returns the prepared model and eval loaders."""
+    spec = TASKS[task]
     weights = labels = None
     if class_weights_fn is not None:
         labels = list(dataset["train"][spec.target_column])
@@ -135,12 +179,6 @@ def run_training(
         views["train"], run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
         class_weights=weights, labels=labels,
     )
-    eval_loaders = {split: eval_dataloader(view, run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
-                    for split, view in views.items() if split != "train"}
-    if task == "pretraining":  # masked-patch error on seen vs held-out images, as MAE papers compare them
-        train_probe = dataset["train"].select(range(min(len(dataset["train"]), len(dataset[eval_split]))))
-        eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
-
     statistics_loader = None
     has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if run_args.batchnorm_statistics_examples > 0 and has_batchnorm:
@@ -156,6 +194,8 @@ def run_training(
     warmup_steps = int(round((run_args.warmup_ratio or 0.0) * total_steps))
     scheduler = warmup_cosine_schedule(optimizer, warmup_steps, total_steps, run_args.min_lr_ratio)
     accelerator.register_for_checkpointing(scheduler)
+    derived.update(learning_rate=learning_rate, total_batch_size=total_batch, total_steps=total_steps,
+                   warmup_steps=warmup_steps)
 
     model, optimizer, train_loader, *prepared = accelerator.prepare(model, optimizer, train_loader, *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, prepared))
@@ -175,44 +215,16 @@ def run_training(
             logger.warning("evaluation on %r skipped: %s", eval_split, error)
             return {}
 
-    run_record = {
-        **arguments_to_dict(*argument_objects),
-        "derived": {"learning_rate": learning_rate, "total_batch_size": total_batch, "total_steps": total_steps,
-                    "warmup_steps": warmup_steps, "num_processes": accelerator.num_processes, "recipe": recipe,
-                    "recipe_model_config": recipe_config},
-    }
-    if head_solver is not None:
-        if eval_split != "validation":
-            raise ValueError("the head solver chooses its regularisation on a validation split; the dataset has "
-                             f"only {sorted(dataset)}")
-        rows = accelerator.prepare(eval_dataloader(views["train"], run_args.per_device_eval_batch_size,
-                                                   data_args.dataloader_num_workers))
-        run_record["derived"]["head_solver"] = head_solver(accelerator, model, rows, eval_loaders[eval_split],
-                                                           output_dir)
-    else:
-        try:
-            fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
-                train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
-                evaluate_fn=evaluate_during_training)
-        except NonFiniteLossError as error:
-            accelerator.print(f"ERROR: {error}")
-            accelerator.end_training()
-            raise SystemExit(1) from None
-        refresh_batchnorm(model)  # the saved model keeps these statistics
-    metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
-                                                   info.class_names, output_dir / "plots")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_run_folder(accelerator.unwrap_model(model), processor, output_dir, task, metrics, references, figures,
-                        run_record, data_args, model_args, run_args, card_description)
-    accelerator.wait_for_everyone()
-    if run_args.push_to_hub and accelerator.is_main_process:
-        commit = push_folder_to_hub(output_dir, run_args.hub_model_id, token=run_args.hub_token,
-                                    private=run_args.hub_private_repo, ignore_patterns=PUSH_IGNORE,
-                                    commit_message=f"lens-hf {task} run")
-        accelerator.print(f"pushed {output_dir} to {commit}")
-    accelerator.end_training()
-    return metrics
+    try:
+        fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+            train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
+            evaluate_fn=evaluate_during_training)
+    except NonFiniteLossError as error:
+        accelerator.print(f"ERROR: {error}")
+        accelerator.end_training()
+        raise SystemExit(1) from None
+    refresh_batchnorm(model)  # the saved model keeps these statistics
+    return model, eval_loaders
 
 
 def evaluate_splits(accelerator, model, loaders: dict, task: str, seed: int, names, plots_dir: Path):
