@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import run_stage, summary
+from lens_hf.training.stages import summary
 
 # Images are cropped to the lensed region (the ring sits within ~30% of a DeepLense frame) and standardised.
 GEOMETRY = {"model_i": dict(crop=80, patch=8), "model_ii": dict(crop=32, patch=4), "model_iii": dict(crop=40, patch=4)}
@@ -46,28 +46,28 @@ def pixel_logistic_regression(processor_folder, cache, model: str, seed: int, si
 
 
 def main(argv=None):
-    (args, task), out, env, common = setup((ClassificationArguments,), argv)
+    (args, task), out, stage, common = setup((ClassificationArguments,), argv)
     size, geometry = SIZES[args.size], GEOMETRY[task.model]
     started = time.time()
     data = ["--dataset_name", "deeplense_sim", "--dataset_config", task.model, "--num_train", size["n"][0],
             "--num_validation", size["n"][1], "--num_test", size["n"][2], "--crop_size", geometry["crop"],
             "--normalization", "standardize", "--per_device_train_batch_size", size["batch"], *common]
     folder = out / task.model
-    pre = run_stage("MAE pretraining", "pretrain_mae.py", [*data, "--model_preset", size["preset"], "--patch_size",
+    pre = stage("MAE pretraining", "pretrain_mae.py", [*data, "--model_preset", size["preset"], "--patch_size",
                     geometry["patch"], "--max_steps", size["pretrain"], "--learning_rate", 1.5e-3,
-                    "--output_dir", folder / "mae"], env)
+                    "--output_dir", folder / "mae"])
     heads = ["--task", "classification", "--classifier_head_norm", "batchnorm"]
-    fin = run_stage("MAE finetune", "finetune.py", [*data, *heads, "--mode", "finetune", "--model_name_or_path", pre,
+    fin = stage("MAE finetune", "finetune.py", [*data, *heads, "--mode", "finetune", "--model_name_or_path", pre,
                     "--max_steps", size["finetune"], "--learning_rate", 1e-3, "--layer_decay", 0.9,
-                    "--output_dir", folder / "finetune"], env)
-    probe = run_stage("MAE linear probe", "finetune.py", [*data, "--task", "classification", "--mode", "linear_probe",
-                      "--probe_solver", "lbfgs", "--model_name_or_path", pre, "--output_dir", folder / "probe"], env)
-    vit = run_stage("ViT from scratch", "finetune.py", [*data, *heads, "--mode", "scratch", "--model_preset",
+                    "--output_dir", folder / "finetune"])
+    probe = stage("MAE linear probe", "finetune.py", [*data, "--task", "classification", "--mode", "linear_probe",
+                      "--probe_solver", "lbfgs", "--model_name_or_path", pre, "--output_dir", folder / "probe"])
+    vit = stage("ViT from scratch", "finetune.py", [*data, *heads, "--mode", "scratch", "--model_preset",
                     size["preset"], "--config_overrides", f"patch_size={geometry['patch']}", "--max_steps",
-                    size["scratch"], "--learning_rate", 1e-3, "--output_dir", folder / "scratch"], env)
-    resnet = run_stage("ResNet-18 baseline", "finetune.py", [*data, "--task", "classification", "--mode", "scratch",
+                    size["scratch"], "--learning_rate", 1e-3, "--output_dir", folder / "scratch"])
+    resnet = stage("ResNet-18 baseline", "finetune.py", [*data, "--task", "classification", "--mode", "scratch",
                        "--architecture", "resnet18", "--max_steps", size["scratch"], "--learning_rate", 1e-3,
-                       "--output_dir", folder / "resnet18"], env)
+                       "--output_dir", folder / "resnet18"])
     pixels = pixel_logistic_regression(pre, out / "cache", task.model, args.seed, size["n"])
     results = [(f"pixel_logistic_regression/{key}", None, pixels[key], "in-process (scikit-learn)")
                for key in ("accuracy", "roc_auc_micro", "roc_auc_macro")]

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lens_hf.training import parse_arguments  # noqa: E402
-from lens_hf.training.stages import stage_environment  # noqa: E402
+from lens_hf.training.stages import run_stage, stage_environment  # noqa: E402
 
 # DESIGN §8: what DeepLense reported, on its data (ours: the simulator's faithful re-creation of that data).
 PUBLISHED = {
@@ -39,6 +39,10 @@ class QualityArguments:
     output_dir: str = field(default="benchmark_output", metadata={"help": "Runs, data cache and results JSON."})
     seed: int = field(default=0, metadata={"help": "Seed of data and training (written into every run)."})
     threads: int = field(default=0, metadata={"help": "torch threads per stage (0: all cores, at most 8)."})
+    resume: bool = field(default=False, metadata={"help": "Continue a run cut off by a time limit: the same command "
+                                                        "reuses the stages it finished and resumes the unfinished one "
+                                                        "from its latest checkpoint (saved every --save_steps)."})
+    save_steps: int = field(default=250, metadata={"help": "With --resume: checkpoint every N steps."})
 
     def __post_init__(self):
         if self.size not in ("smoke", "cpu", "full"):
@@ -46,12 +50,19 @@ class QualityArguments:
 
 
 def setup(extra_dataclasses=(), argv=None):
+    """Parsed arguments, the output folder, `stage(title, script, args)` (runs one script as a stage) and the
+    arguments every stage shares (data cache, seeds, checkpointing)."""
     parsed = parse_arguments((QualityArguments, *extra_dataclasses), argv)
     args = parsed[0]
     out = Path(args.output_dir).resolve()
     env = stage_environment(args.threads or min(os.cpu_count() or 1, 8))
-    common = ["--cache_dir", out / "cache", "--dataset_seed", args.seed, "--seed", args.seed, "--save_steps", 0]
-    return parsed, out, env, common
+    common = ["--cache_dir", out / "cache", "--dataset_seed", args.seed, "--seed", args.seed]
+    common += ["--save_steps", args.save_steps, "--resume_from_checkpoint", "latest"] if args.resume else ["--save_steps", 0]
+
+    def stage(title: str, script: str, stage_args: list) -> Path:
+        return run_stage(title, script, stage_args, env, reuse_finished=args.resume)
+
+    return parsed, out, stage, common
 
 
 def report(row: str, results: list[tuple], out: Path, started: float, args) -> None:

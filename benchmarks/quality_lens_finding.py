@@ -10,7 +10,7 @@ import time
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import run_stage, summary
+from lens_hf.training.stages import summary
 
 SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, train=3, steps=3),
          "cpu": dict(n=(4000, 1000, 2000), preset="small", batch=64, steps=500),
@@ -18,7 +18,7 @@ SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, trai
 
 
 def main(argv=None):
-    (args,), out, env, common = setup((), argv)
+    (args,), out, stage, common = setup((), argv)
     size = SIZES[args.size]
     started = time.time()
     data = ["--dataset_name", "deeplense_sim", "--dataset_config", "lens_finding", "--num_train", size["n"][0],
@@ -26,10 +26,10 @@ def main(argv=None):
             size["batch"], "--normalization", "standardize", "--task", "lens_finding", "--mode", "scratch",
             "--imbalance", "loss_weights", "--max_steps", size["steps"], "--learning_rate", 1e-3, *common]
     folder = out / "lens_finding"
-    vit = run_stage("LensMAE from scratch", "finetune.py", [*data, "--model_preset", size["preset"],
-                    "--classifier_head_norm", "batchnorm", "--output_dir", folder / "lens_mae"], env)
-    resnet = run_stage("ResNet-18 baseline", "finetune.py", [*data, "--architecture", "resnet18",
-                       "--output_dir", folder / "resnet18"], env)
+    vit = stage("LensMAE from scratch", "finetune.py", [*data, "--model_preset", size["preset"],
+                    "--classifier_head_norm", "batchnorm", "--output_dir", folder / "lens_mae"])
+    resnet = stage("ResNet-18 baseline", "finetune.py", [*data, "--architecture", "resnet18",
+                       "--output_dir", folder / "resnet18"])
     results = []
     for name, run in (("lens_mae", vit), ("resnet18", resnet)):
         metrics = summary(run)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from quality_classification import GEOMETRY, SIZES
 from quality_common import report, setup
 
-from lens_hf.training.stages import run_stage, summary
+from lens_hf.training.stages import summary
 
 
 @dataclass
@@ -21,21 +21,21 @@ class RegressionArguments:
 
 
 def main(argv=None):
-    (args, task), out, env, common = setup((RegressionArguments,), argv)
+    (args, task), out, stage, common = setup((RegressionArguments,), argv)
     size, geometry = SIZES[args.size], GEOMETRY[task.model]
     started = time.time()
     shared = ["--crop_size", geometry["crop"], "--normalization", "standardize", "--per_device_train_batch_size",
               size["batch"], "--num_validation", size["n"][1], "--num_test", size["n"][2], *common]
     folder = out / f"regression_{task.model}"
-    pre = run_stage("MAE pretraining", "pretrain_mae.py", [
+    pre = stage("MAE pretraining", "pretrain_mae.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", task.model, "--num_train", size["n"][0], *shared,
         "--model_preset", size["preset"], "--patch_size", geometry["patch"], "--max_steps", size["pretrain"],
-        "--learning_rate", 1.5e-3, "--output_dir", folder / "mae"], env)
-    reg = run_stage("MAE finetuned regressor", "finetune.py", [
+        "--learning_rate", 1.5e-3, "--output_dir", folder / "mae"])
+    reg = stage("MAE finetuned regressor", "finetune.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", f"regression_{task.model}", "--num_train",
         size["n"][0], *shared, "--task", "regression", "--mode", "finetune", "--model_name_or_path", pre,
         "--classifier_head_norm", "batchnorm", "--max_steps", size["finetune"], "--learning_rate", 1e-3,
-        "--layer_decay", 0.9, "--output_dir", folder / "regressor"], env)
+        "--layer_decay", 0.9, "--output_dir", folder / "regressor"])
     metrics = summary(reg)
     report(f"regression_{task.model}", [
         ("mae_dex", (f"regression_{task.model}", "mae"), metrics["mae"], reg),

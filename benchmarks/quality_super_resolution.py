@@ -10,7 +10,7 @@ import time
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import references, run_stage, summary
+from lens_hf.training.stages import references, summary
 
 SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, train=3, steps=3),
          "cpu": dict(n=(2000, 200, 400), preset="small", batch=32, pretrain=300, train=300),
@@ -18,7 +18,7 @@ SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, trai
 
 
 def main(argv=None):
-    (args,), out, env, common = setup((), argv)
+    (args,), out, stage, common = setup((), argv)
     size = SIZES[args.size]
     started = time.time()
     data = ["--dataset_name", "deeplense_sim", "--dataset_config", "sr_pairs", "--num_train", size["n"][0],
@@ -26,14 +26,14 @@ def main(argv=None):
             size["batch"], *common]
     folder = out / "super_resolution"
     # the encoder is pretrained on Model I images at the LR geometry (75 px, 0.05"/px, Model I noise), [0, 1] scaled
-    pre = run_stage("MAE pretraining on LR images", "pretrain_mae.py", [
+    pre = stage("MAE pretraining on LR images", "pretrain_mae.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", "model_i", "--builder_kwargs",
         "preset_overrides.image_size=75", "--num_train", size["n"][0], "--num_validation", size["n"][1],
         "--num_test", size["n"][2], "--per_device_train_batch_size", size["batch"], *common,
         "--normalization", "minmax", "--model_preset", size["preset"], "--patch_size", 5,
-        "--max_steps", size["pretrain"], "--learning_rate", 1.5e-3, "--output_dir", folder / "mae"], env)
-    sr = run_stage("super-resolution head", "train_sr.py", [*data, "--model_name_or_path", pre, "--max_steps",
-                   size["train"], "--learning_rate", 1e-3, "--output_dir", folder / "sr"], env)
+        "--max_steps", size["pretrain"], "--learning_rate", 1.5e-3, "--output_dir", folder / "mae"])
+    sr = stage("super-resolution head", "train_sr.py", [*data, "--model_name_or_path", pre, "--max_steps",
+                   size["train"], "--learning_rate", 1e-3, "--output_dir", folder / "sr"])
     ours, bicubic = summary(sr), references(sr)["bicubic upsampling (test)"]
     report("super_resolution", [
         ("psnr_db", ("sr", "psnr"), ours["psnr"], sr), ("ssim", ("sr", "ssim"), ours["ssim"], sr),

@@ -14,6 +14,7 @@ demo can be rerun, scaled up (`--num_train`, `--max_steps`, `accelerate launch .
 
     python scripts/demo.py                     # ~13 minutes on 2 CPU cores (measured 12 min 29 s)
     python scripts/demo.py --smoke             # tiny sizes (CI, < 2 minutes)
+    python scripts/demo.py --resume            # after an interruption: finished stages are not trained again
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class DemoArguments:
     smoke: bool = field(default=False, metadata={"help": "Tiny sizes (CI smoke test, < 2 minutes)."})
     seed: int = field(default=0, metadata={"help": "Seed of the simulated data and of training."})
     threads: int = field(default=0, metadata={"help": "torch threads per run (0: all cores, at most 4)."})
+    resume: bool = field(default=False, metadata={"help": "Reuse the stages an interrupted demo finished with the "
+                                                        "same command (its data cache is reused in any case)."})
 
 
 def main(argv=None) -> dict:
@@ -74,26 +77,26 @@ def main(argv=None) -> dict:
 
     pretrain = run_stage("1/5 MAE pretraining on Model II images", "pretrain_mae.py", [
         *classes, *common, *SHARED, "--model_preset", profile["model_preset"], "--patch_size", 4,
-        "--max_steps", profile["pretrain_steps"], "--learning_rate", 1.5e-3, "--output_dir", out / "lens-mae"], env, timings)
+        "--max_steps", profile["pretrain_steps"], "--learning_rate", 1.5e-3, "--output_dir", out / "lens-mae"], env, timings, reuse_finished=demo.resume)
     probe = run_stage("2/5 linear probe (frozen encoder, head fitted by L-BFGS)", "finetune.py", [
         *classes, *common, *SHARED, "--task", "classification", "--mode", "linear_probe", "--probe_solver", "lbfgs",
-        "--model_name_or_path", pretrain, "--output_dir", out / "lens-mae-probe"], env, timings)
+        "--model_name_or_path", pretrain, "--output_dir", out / "lens-mae-probe"], env, timings, reuse_finished=demo.resume)
     finetune = run_stage("3/5 finetuned classifier (layer-wise lr decay)", "finetune.py", [
         *classes, *common, *SHARED, "--task", "classification", "--mode", "finetune", "--model_name_or_path", pretrain,
         "--classifier_head_norm", "batchnorm", "--max_steps", profile["finetune_steps"], "--learning_rate", 1e-3,
-        "--layer_decay", 0.9, "--output_dir", out / "lens-mae-classifier"], env, timings)
+        "--layer_decay", 0.9, "--output_dir", out / "lens-mae-classifier"], env, timings, reuse_finished=demo.resume)
     regression = run_stage("4/5 axion-mass regressor", "finetune.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", "regression_model_ii",
         "--num_train", profile["regression_train"], "--num_validation", profile["num_validation"],
         "--num_test", profile["num_test"], *common, *SHARED, "--task", "regression", "--mode", "finetune",
         "--model_name_or_path", pretrain, "--classifier_head_norm", "batchnorm", "--max_steps",
         profile["regression_steps"], "--learning_rate", 1e-3, "--layer_decay", 0.9,
-        "--output_dir", out / "lens-mae-regressor"], env, timings)
+        "--output_dir", out / "lens-mae-regressor"], env, timings, reuse_finished=demo.resume)
     sr = run_stage("5/5 super-resolution 32 -> 64 px from the pretrained encoder", "train_sr.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", "sr_pairs", "--builder_kwargs", SR_GEOMETRY,
         "--num_train", profile["sr_train"], "--num_validation", max(8, profile["num_validation"] // 4),
         "--num_test", max(16, profile["num_test"] // 4), *common, "--model_name_or_path", pretrain,
-        "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"], env, timings)
+        "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"], env, timings, reuse_finished=demo.resume)
 
     pre, prb, fin, reg, srm = (summary(pretrain), summary(probe), summary(finetune), summary(regression), summary(sr))
     bicubic = references(sr)["bicubic upsampling (test)"]

@@ -49,3 +49,9 @@ def test_demo_smoke(tmp_path):
     assert "bicubic upsampling (test)" in sr["references"] and sr["summary"]["test"]["psnr"] > 20
     assert {row["task"] for row in results["rows"]} == {
         "MAE pretraining", "linear probe", "finetuned classifier", "axion-mass regressor", "super-resolution"}
+
+    # --resume after a finished demo: every stage is reused, none trained again, and the table is the same
+    rerun = run_script("demo.py", "--smoke", "true", "--output_dir", out, "--threads", "1", "--resume", "true",
+                       timeout=300)
+    assert rerun.stdout.count("finished earlier with this command") == 5 and "train:" not in rerun.stderr
+    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]

@@ -9,9 +9,9 @@ import pytest
 from helpers import REPO_ROOT
 
 
-def run_benchmark(name: str, output_dir) -> dict:
+def run_benchmark(name: str, output_dir, *extra) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / f"quality_{name}.py"), "--size", "smoke",
-                             "--output_dir", str(output_dir), "--threads", "1"],
+                             "--output_dir", str(output_dir), "--threads", "1", *map(str, extra)],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=900,
                             env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stderr[-4000:]
@@ -35,3 +35,28 @@ def test_quality_row_smoke(tmp_path, row, saved, expected):
     assert expected <= names and record["size"] == "smoke"
     for figure in record["figures"]:
         assert f"/{figure['name']} {figure['value']:.4f}" in result.stdout  # printed, one line per figure
+
+
+def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
+    resume = ("--resume", "true", "--save_steps", 2)
+    run_benchmark("regression", tmp_path, *resume)
+    folder = tmp_path / "regression_model_iii"
+    pretrained = (folder / "mae" / "model.safetensors").stat().st_mtime_ns
+    first = json.loads((tmp_path / "quality_regression_model_iii.json").read_text())["figures"]
+    assert sorted(p.name for p in (folder / "regressor" / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+
+    (folder / "regressor" / "metrics.json").unlink()  # as if the time limit struck after the step-4 checkpoint
+    result = run_benchmark("regression", tmp_path, *resume)
+    assert f"reusing {folder / 'mae'}" in result.stdout and f"reusing {folder / 'regressor'}" not in result.stdout
+    assert "at step 4" in result.stderr and "resumed from" in result.stderr
+    assert (folder / "mae" / "model.safetensors").stat().st_mtime_ns == pretrained
+    log = [json.loads(line) for line in (folder / "regressor" / "logs" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5]  # step 5 trained once, nothing repeated
+    second = json.loads((tmp_path / "quality_regression_model_iii.json").read_text())["figures"]
+    assert [f["name"] for f in second] == [f["name"] for f in first]
+
+    result = run_benchmark("regression", tmp_path, *resume)  # everything finished: nothing is trained again
+    assert result.stdout.count("finished earlier with this command") == 2 and "resumed from" not in result.stderr
+
+    other = run_benchmark("regression", tmp_path, "--resume", "true", "--save_steps", 3)  # another command: retrained
+    assert "finished earlier with this command" not in other.stdout

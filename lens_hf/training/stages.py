@@ -19,17 +19,43 @@ def stage_environment(threads: int) -> dict:
             "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None) -> Path:
-    """Run `scripts/<script> args` (must include `--output_dir`); returns the run folder."""
-    command = [sys.executable, str(REPO_ROOT / "scripts" / script), *map(str, args)]
-    print(f"\n==> {title}\n$ {' '.join(['python', f'scripts/{script}', *map(str, args)])}", flush=True)
+# Written into a finished stage's run folder: the command line that produced it (logs/ is not pushed to the Hub).
+STAGE_RECORD = Path("logs") / "stage_command.json"
+
+
+def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None,
+              reuse_finished: bool = False) -> Path:
+    """Run `scripts/<script> args` (must include `--output_dir`); returns the run folder.
+
+    `reuse_finished`: a run folder that a previous call finished with the very same command (recorded in
+    `logs/stage_command.json` beside its metrics.json) is returned as it is instead of being trained again, so a
+    long job cut off by a time limit continues where it stopped."""
+    words = ["python", f"scripts/{script}", *map(str, args)]
+    folder = Path(words[words.index("--output_dir") + 1])
+    print(f"\n==> {title}\n$ {' '.join(words)}", flush=True)
+    if reuse_finished and finished_with(folder, words):
+        print(f"(finished earlier with this command: reusing {folder})", flush=True)
+        return folder
     start = time.time()
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *words[2:]], env=env, cwd=REPO_ROOT)
     if result.returncode != 0:
         raise SystemExit(f"stage {title!r} failed (exit {result.returncode}); its command is printed above")
     if timings is not None:
         timings.append((title, time.time() - start))
-    return Path(args[list(map(str, args)).index("--output_dir") + 1])
+    (folder / STAGE_RECORD).parent.mkdir(parents=True, exist_ok=True)
+    (folder / STAGE_RECORD).write_text(json.dumps({"command": words}, indent=1))
+    return folder
+
+
+def finished_with(folder: Path, words: list[str]) -> bool:
+    """Whether `folder` holds a finished run (metrics.json) of exactly the command `words`."""
+    record = Path(folder) / STAGE_RECORD
+    if not (record.exists() and (Path(folder) / "metrics.json").exists()):
+        return False
+    try:
+        return json.loads(record.read_text()).get("command") == words
+    except (json.JSONDecodeError, AttributeError):
+        return False  # a damaged record: train again rather than trust it
 
 
 def summary(folder: Path, split: str = "test") -> dict:
