@@ -60,3 +60,22 @@ def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
 
     other = run_benchmark("regression", tmp_path, "--resume", "true", "--save_steps", 3)  # another command: retrained
     assert "finished earlier with this command" not in other.stdout
+
+
+def test_quality_cost_counts_resnet18_like_the_literature_and_prints_every_row():
+    sys.path[:0] = [str(REPO_ROOT / "benchmarks"), str(REPO_ROOT / "scripts")]
+    from finetune import resnet18
+    from quality_cost import step_flops
+
+    # ResNet-18 at 224 px, 3 bands: 1.82 G multiply-adds forward (3.64 GFLOP); backward costs twice the forward
+    per_image = step_flops(resnet18(224, 3, num_labels=1000), 224, 3, batch=1, kind="classification")
+    assert abs(per_image / (3 * 3.64e9) - 1) < 0.03, per_image
+    assert step_flops(resnet18(224, 3, num_labels=1000), 224, 3, batch=8, kind="classification") == 8 * per_image
+
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "quality_cost.py"), "--size", "smoke",
+                             "--tflops", "1"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split()[0] for line in result.stdout.splitlines()]
+    assert rows == [f"quality_cost/smoke/{row}_pflop" for row in (
+        "classification_model_i", "classification_model_ii", "classification_model_iii", "regression_model_iii",
+        "super_resolution", "lens_finding", "all_rows")]
