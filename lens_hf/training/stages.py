@@ -36,6 +36,7 @@ def run_stage(title: str, script: str, args: list, env: dict, timings: list | No
     if reuse_finished and finished_with(folder, words):
         print(f"(finished earlier with this command: reusing {folder})", flush=True)
         return folder
+    (folder / STAGE_RECORD).unlink(missing_ok=True)  # until this run finishes, the folder is not a finished run
     start = time.time()
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *words[2:]], env=env, cwd=REPO_ROOT)
     if result.returncode != 0:
