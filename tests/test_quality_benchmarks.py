@@ -79,3 +79,24 @@ def test_quality_cost_counts_resnet18_like_the_literature_and_prints_every_row()
     assert rows == [f"quality_cost/smoke/{row}_pflop" for row in (
         "classification_model_i", "classification_model_ii", "classification_model_iii", "regression_model_iii",
         "super_resolution", "lens_finding", "all_rows")]
+
+
+def test_a_stage_counts_as_finished_only_with_its_own_command_and_a_completed_run(tmp_path):
+    from lens_hf.training.stages import STAGE_RECORD, finished_with, run_stage, stage_environment
+
+    folder = tmp_path / "run"
+    words = ["python", "scripts/finetune.py", "--max_steps", "5", "--output_dir", str(folder)]
+    (folder / "logs").mkdir(parents=True)
+    (folder / STAGE_RECORD).write_text(json.dumps({"command": words}))
+    assert not finished_with(folder, words)  # no metrics.json: the run did not finish
+    (folder / "metrics.json").write_text("{}")
+    assert finished_with(folder, words)
+    assert not finished_with(folder, [*words[:3], "6", *words[4:]])
+    (folder / STAGE_RECORD).write_text("{not json")
+    assert not finished_with(folder, words)
+
+    # a rerun that fails (here: an unknown flag) leaves the folder unfinished, even though it was finished before
+    (folder / STAGE_RECORD).write_text(json.dumps({"command": words}))
+    with pytest.raises(SystemExit, match="failed"):
+        run_stage("broken", "finetune.py", ["--no_such_flag", "1", "--output_dir", folder], stage_environment(1))
+    assert not (folder / STAGE_RECORD).exists()
