@@ -35,6 +35,9 @@ def test_quality_row_smoke(tmp_path, row, saved, expected):
     assert expected <= names and record["size"] == "smoke"
     for figure in record["figures"]:
         assert f"/{figure['name']} {figure['value']:.4f}" in result.stdout  # printed, one line per figure
+    if row == "classification":  # the Model II finetune answers the FM set's published micro-AUC
+        published = {figure["name"]: figure["published"] for figure in record["figures"]}
+        assert published["mae_finetune/roc_auc_micro"] == 0.97 and published["mae_linear_probe/roc_auc_micro"] == 0.58
 
 
 def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
