@@ -41,16 +41,25 @@ def test_quality_row_smoke(tmp_path, row, saved, expected):
 
 
 def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
-    resume = ("--resume", "true", "--save_steps", 2)
-    run_benchmark("regression", tmp_path, *resume)
     folder = tmp_path / "regression_model_iii"
+    run_benchmark("regression", tmp_path)  # a plain run: no checkpoints
     pretrained = (folder / "mae" / "model.safetensors").stat().st_mtime_ns
     first = json.loads((tmp_path / "quality_regression_model_iii.json").read_text())["figures"]
-    assert sorted(p.name for p in (folder / "regressor" / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+
+    resume = ("--resume", "true", "--save_steps", 2)
+    result = run_benchmark("regression", tmp_path, *resume)  # checkpointing flags differ: still the same runs
+    assert result.stdout.count("finished earlier with this command") == 2 and "resumed from" not in result.stderr
+    assert json.loads((tmp_path / "quality_regression_model_iii.json").read_text())["figures"] == first
+
+    (folder / "regressor" / "metrics.json").unlink()  # cut off before it finished, without a checkpoint: retrained
+    result = run_benchmark("regression", tmp_path, *resume)
+    assert f"reusing {folder / 'mae'}" in result.stdout and f"reusing {folder / 'regressor'}" not in result.stdout
+    assert "resumed from" not in result.stderr
+    assert sorted(p.name for p in (folder / "regressor" / "checkpoints").iterdir()) == ["step_00000002",
+                                                                                        "step_00000004"]
 
     (folder / "regressor" / "metrics.json").unlink()  # as if the time limit struck after the step-4 checkpoint
     result = run_benchmark("regression", tmp_path, *resume)
-    assert f"reusing {folder / 'mae'}" in result.stdout and f"reusing {folder / 'regressor'}" not in result.stdout
     assert "at step 4" in result.stderr and "resumed from" in result.stderr
     assert (folder / "mae" / "model.safetensors").stat().st_mtime_ns == pretrained
     log = [json.loads(line) for line in (folder / "regressor" / "logs" / "train_log.jsonl").read_text().splitlines()]
@@ -58,10 +67,7 @@ def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
     second = json.loads((tmp_path / "quality_regression_model_iii.json").read_text())["figures"]
     assert [f["name"] for f in second] == [f["name"] for f in first]
 
-    result = run_benchmark("regression", tmp_path, *resume)  # everything finished: nothing is trained again
-    assert result.stdout.count("finished earlier with this command") == 2 and "resumed from" not in result.stderr
-
-    other = run_benchmark("regression", tmp_path, "--resume", "true", "--save_steps", 3)  # another command: retrained
+    other = run_benchmark("regression", tmp_path, *resume, "--seed", 1)  # another computation: trained again
     assert "finished earlier with this command" not in other.stdout
 
 
@@ -95,6 +101,7 @@ def test_a_stage_counts_as_finished_only_with_its_own_command_and_a_completed_ru
     (folder / "metrics.json").write_text("{}")
     assert finished_with(folder, words)
     assert not finished_with(folder, [*words[:3], "6", *words[4:]])
+    assert finished_with(folder, [*words, "--save_steps", "250", "--resume_from_checkpoint", "latest"])
     (folder / STAGE_RECORD).write_text("{not json")
     assert not finished_with(folder, words)
 

@@ -21,15 +21,18 @@ def stage_environment(threads: int) -> dict:
 
 # Written into a finished stage's run folder: the command line that produced it (logs/ is not pushed to the Hub).
 STAGE_RECORD = Path("logs") / "stage_command.json"
+# Flags that say how a run is checkpointed, not what it computes (resuming is exact): a run finished with other
+# values of these is the same run.
+CHECKPOINT_FLAGS = ("--save_steps", "--save_total_limit", "--resume_from_checkpoint")
 
 
 def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None,
               reuse_finished: bool = False) -> Path:
     """Run `scripts/<script> args` (must include `--output_dir`); returns the run folder.
 
-    `reuse_finished`: a run folder that a previous call finished with the very same command (recorded in
-    `logs/stage_command.json` beside its metrics.json) is returned as it is instead of being trained again, so a
-    long job cut off by a time limit continues where it stopped."""
+    `reuse_finished`: a run folder that a previous call finished with the same command (recorded in
+    `logs/stage_command.json` beside its metrics.json; checkpointing flags aside) is returned as it is instead of
+    being trained again, so a long job cut off by a time limit continues where it stopped."""
     words = ["python", f"scripts/{script}", *map(str, args)]
     folder = Path(words[words.index("--output_dir") + 1])
     print(f"\n==> {title}\n$ {' '.join(words)}", flush=True)
@@ -49,14 +52,28 @@ def run_stage(title: str, script: str, args: list, env: dict, timings: list | No
 
 
 def finished_with(folder: Path, words: list[str]) -> bool:
-    """Whether `folder` holds a finished run (metrics.json) of exactly the command `words`."""
+    """Whether `folder` holds a finished run (metrics.json) of the command `words`, checkpointing flags aside."""
     record = Path(folder) / STAGE_RECORD
     if not (record.exists() and (Path(folder) / "metrics.json").exists()):
         return False
     try:
-        return json.loads(record.read_text()).get("command") == words
-    except (json.JSONDecodeError, AttributeError):
+        recorded = json.loads(record.read_text())["command"]
+    except (json.JSONDecodeError, KeyError, TypeError):
         return False  # a damaged record: train again rather than trust it
+    return isinstance(recorded, list) and what_it_computes(recorded) == what_it_computes(words)
+
+
+def what_it_computes(words: list[str]) -> list[str]:
+    """`words` without the checkpointing flags and their values."""
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in CHECKPOINT_FLAGS:
+            skip = True
+        else:
+            kept.append(word)
+    return kept
 
 
 def summary(folder: Path, split: str = "test") -> dict:
