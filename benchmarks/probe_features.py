@@ -93,7 +93,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     random = LensMAEModel(pretrained.config)
     for label, model in (("pretrained", pretrained), ("random_weights", random)):
-        features = {name: layer_features(model, pixels) for name, (pixels, _) in splits.items()}
+        features = {name: layer_features(model, images) for name, (images, _) in splits.items()}
         labels = {name: y for name, (_, y) in splits.items()}
         last = StandardScaler().fit_transform(features["train"][-1])
         singular = np.linalg.svd(last, compute_uv=False)

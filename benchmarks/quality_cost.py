@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,8 @@ from finetune import resnet18  # noqa: E402
 
 from lens_hf import LensMAEConfig, LensMAEForImageClassification, LensMAEForPreTraining  # noqa: E402
 from lens_hf.models.lens_mae.modeling_lens_mae import LensMAEForSuperResolution  # noqa: E402
-from lens_hf.training.recipes import MODEL_PRESETS  # noqa: E402
+from lens_hf.simulation.presets import LensFindingPreset, SRPairsPreset  # noqa: E402
+from lens_hf.training.models import fresh_config  # noqa: E402
 
 COUNTED_BATCH = 2  # FLOPs are linear in the batch: count 2 images, scale to the stage's batch
 
@@ -51,9 +53,10 @@ def step_flops(model, image_size: int, channels: int, batch: int, kind: str) -> 
     return counter.get_total_flops() * batch / COUNTED_BATCH
 
 
-def lens_mae(preset: str, image_size: int, patch: int, channels: int = 1, **fields) -> LensMAEConfig:
-    return LensMAEConfig(**{**MODEL_PRESETS[preset], "image_size": image_size, "patch_size": patch,
-                            "num_channels": channels, **fields})
+def lens_mae(preset: str, image_size: int, patch: int | None = None, channels: int = 1, **fields) -> LensMAEConfig:
+    """The config the scripts build for `--model_preset preset [--patch_size patch]` on this data geometry."""
+    return fresh_config(SimpleNamespace(model_preset=preset, config_overrides=None), image_size, channels,
+                        patch_size=patch, **fields)
 
 
 def stages_of_rows(size: str) -> dict[str, list[tuple[str, float, int]]]:
@@ -78,7 +81,7 @@ def stages_of_rows(size: str) -> dict[str, list[tuple[str, float, int]]]:
                 regressor, crop, 1, batch, "regression"), sizes["finetune"])]
 
     sizes = quality_super_resolution.SIZES[size]
-    low = 75  # the sr_pairs LR side; the encoder is pretrained on Model I images at that geometry, patch 5
+    low = SRPairsPreset.image_size  # the encoder is pretrained on Model I images at the LR geometry, patch 5
     rows["super_resolution"] = [
         ("MAE pretraining on LR images", step_flops(LensMAEForPreTraining(lens_mae(sizes["preset"], low, 5)), low, 1,
                                                     sizes["batch"], "pretraining"), sizes["pretrain"]),
@@ -86,8 +89,8 @@ def stages_of_rows(size: str) -> dict[str, list[tuple[str, float, int]]]:
                                              low, 1, sizes["batch"], "super_resolution"), sizes["train"]),
     ]
     sizes = quality_lens_finding.SIZES[size]
-    side, bands = 64, 3  # the lens_finding preset
-    vit = LensMAEForImageClassification(lens_mae(sizes["preset"], side, LensMAEConfig().patch_size, bands, num_labels=2))
+    side, bands = LensFindingPreset.image_size, len(LensFindingPreset.bands)
+    vit = LensMAEForImageClassification(lens_mae(sizes["preset"], side, channels=bands, num_labels=2))
     rows["lens_finding"] = [
         ("LensMAE from scratch", step_flops(vit, side, bands, sizes["batch"], "classification"), sizes["steps"]),
         ("ResNet-18", step_flops(resnet18(side, bands, num_labels=2), side, bands, sizes["batch"], "classification"),

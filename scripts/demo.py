@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,28 +76,30 @@ def main(argv=None) -> dict:
     timings: list = []
     started = time.time()
 
-    pretrain = run_stage("1/5 MAE pretraining on Model II images", "pretrain_mae.py", [
+    stage = partial(run_stage, env=env, timings=timings, reuse_finished=demo.resume)
+
+    pretrain = stage("1/5 MAE pretraining on Model II images", "pretrain_mae.py", [
         *classes, *common, *SHARED, "--model_preset", profile["model_preset"], "--patch_size", 4,
-        "--max_steps", profile["pretrain_steps"], "--learning_rate", 1.5e-3, "--output_dir", out / "lens-mae"], env, timings, reuse_finished=demo.resume)
-    probe = run_stage("2/5 linear probe (frozen encoder, head fitted by L-BFGS)", "finetune.py", [
+        "--max_steps", profile["pretrain_steps"], "--learning_rate", 1.5e-3, "--output_dir", out / "lens-mae"])
+    probe = stage("2/5 linear probe (frozen encoder, head fitted by L-BFGS)", "finetune.py", [
         *classes, *common, *SHARED, "--task", "classification", "--mode", "linear_probe", "--probe_solver", "lbfgs",
-        "--model_name_or_path", pretrain, "--output_dir", out / "lens-mae-probe"], env, timings, reuse_finished=demo.resume)
-    finetune = run_stage("3/5 finetuned classifier (layer-wise lr decay)", "finetune.py", [
+        "--model_name_or_path", pretrain, "--output_dir", out / "lens-mae-probe"])
+    finetune = stage("3/5 finetuned classifier (layer-wise lr decay)", "finetune.py", [
         *classes, *common, *SHARED, "--task", "classification", "--mode", "finetune", "--model_name_or_path", pretrain,
         "--classifier_head_norm", "batchnorm", "--max_steps", profile["finetune_steps"], "--learning_rate", 1e-3,
-        "--layer_decay", 0.9, "--output_dir", out / "lens-mae-classifier"], env, timings, reuse_finished=demo.resume)
-    regression = run_stage("4/5 axion-mass regressor", "finetune.py", [
+        "--layer_decay", 0.9, "--output_dir", out / "lens-mae-classifier"])
+    regression = stage("4/5 axion-mass regressor", "finetune.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", "regression_model_ii",
         "--num_train", profile["regression_train"], "--num_validation", profile["num_validation"],
         "--num_test", profile["num_test"], *common, *SHARED, "--task", "regression", "--mode", "finetune",
         "--model_name_or_path", pretrain, "--classifier_head_norm", "batchnorm", "--max_steps",
         profile["regression_steps"], "--learning_rate", 1e-3, "--layer_decay", 0.9,
-        "--output_dir", out / "lens-mae-regressor"], env, timings, reuse_finished=demo.resume)
-    sr = run_stage("5/5 super-resolution 32 -> 64 px from the pretrained encoder", "train_sr.py", [
+        "--output_dir", out / "lens-mae-regressor"])
+    sr = stage("5/5 super-resolution 32 -> 64 px from the pretrained encoder", "train_sr.py", [
         "--dataset_name", "deeplense_sim", "--dataset_config", "sr_pairs", "--builder_kwargs", SR_GEOMETRY,
         "--num_train", profile["sr_train"], "--num_validation", max(8, profile["num_validation"] // 4),
         "--num_test", max(16, profile["num_test"] // 4), *common, "--model_name_or_path", pretrain,
-        "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"], env, timings, reuse_finished=demo.resume)
+        "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"])
 
     pre, prb, fin, reg, srm = (summary(pretrain), summary(probe), summary(finetune), summary(regression), summary(sr))
     bicubic = references(sr)["bicubic upsampling (test)"]
