@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lens_hf.simulation import rng
+from lens_hf.simulation import poisson, rng
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -57,7 +57,7 @@ def test_normals_are_standard_normal():
 def test_poisson_counts_follow_the_poisson_distribution(mean):
     """Both samplers (table inversion up to 64, PTRS above) against the exact pmf (chi-square)."""
     rows = 800
-    counts = rng.poisson(torch.full((rows, 256), mean), rng.image_keys(5, torch.arange(rows)), "p")
+    counts = poisson.poisson(torch.full((rows, 256), mean), rng.image_keys(5, torch.arange(rows)), "p")
     counts = counts.flatten().double().numpy()
     assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
     low, high = int(stats.poisson.ppf(1e-4, mean)), int(stats.poisson.ppf(1 - 1e-4, mean))
@@ -74,8 +74,8 @@ def test_poisson_draws_do_not_depend_on_the_batch_they_are_in():
     rates = torch.rand(9, 640, dtype=torch.float64) * torch.logspace(-2, 3, 640, dtype=torch.float64)
     rates[:, ::7] = 0
     keys = rng.image_keys(11, torch.arange(100, 109))
-    together = rng.poisson(rates, keys, "c")
-    apart = torch.cat([rng.poisson(rates[i : i + 2], keys[i : i + 2], "c") for i in range(0, 9, 2)])
+    together = poisson.poisson(rates, keys, "c")
+    apart = torch.cat([poisson.poisson(rates[i : i + 2], keys[i : i + 2], "c") for i in range(0, 9, 2)])
     assert torch.equal(together, apart)
     assert (together[:, ::7] == 0).all()
 
@@ -83,25 +83,25 @@ def test_poisson_draws_do_not_depend_on_the_batch_they_are_in():
 def test_poisson_rejects_bad_rates():
     keys = rng.image_keys(0, torch.arange(2))
     with pytest.raises(ValueError, match="finite"):
-        rng.poisson(torch.full((2, 64), float("nan")), keys, "c")
+        poisson.poisson(torch.full((2, 64), float("nan")), keys, "c")
     with pytest.raises(ValueError, match=">= 0"):
-        rng.poisson(torch.full((2, 64), -1.0), keys, "c")
+        poisson.poisson(torch.full((2, 64), -1.0), keys, "c")
     with pytest.raises(ValueError, match="padded"):
-        rng.poisson(torch.ones(2, 10), keys, "c")
+        poisson.poisson(torch.ones(2, 10), keys, "c")
 
 
 def test_log_factorial_matches_lgamma():
     k = torch.arange(0, 200000, dtype=torch.float64)
-    assert torch.allclose(rng._log_factorial(k), torch.lgamma(k + 1), rtol=1e-13, atol=1e-12)
+    assert torch.allclose(poisson._log_factorial(k), torch.lgamma(k + 1), rtol=1e-13, atol=1e-12)
 
 
 def _table_counts(rates: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """The inversion-table sampler alone: look-ups, and the exact evaluation for undecided cells."""
-    table = rng._inversion_table("cpu")
+    table = poisson._inversion_table("cpu")
     looked_up = table.look_up(rates, keys)
     counts = looked_up.to(torch.float64)
     undecided = torch.nonzero(looked_up < 0).squeeze(1)
-    gather = rng._pad_to_alignment(undecided)
+    gather = poisson._pad_to_alignment(undecided)
     counts[undecided] = table.resolve(rates.double()[gather], keys[gather], looked_up[gather])[: undecided.numel()]
     return counts
 
@@ -110,7 +110,7 @@ def test_poisson_table_is_the_exact_inverse_cdf():
     """count = #{k : P(X <= k) <= u} for the pixel's u, checked against scipy's Poisson quantile."""
     generator = torch.Generator().manual_seed(0)
     rates = torch.rand(300_000, generator=generator, dtype=torch.float64) * 64
-    bins = rng._TABLE_BINS_PER_UNIT
+    bins = poisson._TABLE_BINS_PER_UNIT
     rates[: 64 * bins + 1] = torch.arange(64 * bins + 1, dtype=torch.float64) / bins  # every bin edge, 0 and 64
     rates = rates.float()  # the simulator's rates are image values
     keys = torch.randint(-(2**31), 2**31 - 1, rates.shape, generator=generator, dtype=torch.int32)
@@ -119,13 +119,13 @@ def test_poisson_table_is_the_exact_inverse_cdf():
     u = (keys.double() + 2**31 + 0.5) * 2.0**-32
     # ppf(u) = min{k : F(k) >= u}; equal to ours unless some F(k) == u exactly
     expected = stats.poisson.ppf(u.numpy(), rates.double().numpy())
-    undecided = (rng._inversion_table("cpu").look_up(rates, keys) < 0).double().mean()
+    undecided = (poisson._inversion_table("cpu").look_up(rates, keys) < 0).double().mean()
     assert 0.01 < undecided < 0.2  # both paths are exercised
     assert np.array_equal(counts.numpy(), expected)
 
 
 def test_poisson_table_cdf_is_accurate():
-    table = rng.poisson_cdf_table(64, 4, 200)
+    table = poisson.poisson_cdf_table(64, 4, 200)
     means = np.arange(64 * 4 + 1) / 4
     reference = stats.poisson.cdf(np.arange(200)[None, :], means[:, None])
     assert np.abs(table.numpy() - reference).max() < 1e-13
@@ -135,12 +135,12 @@ def test_poisson_means_above_the_table_use_ptrs_with_their_own_uniforms():
     keys = rng.image_keys(2, torch.arange(4))
     rates = torch.full((4, 64), 64.0)
     rates[:, 32:] = 64.5
-    table = rng._inversion_table("cpu")
+    table = poisson._inversion_table("cpu")
     stream = rng.StreamKeys(keys, "s")
     pixel_keys = rng.mix32(rng.mix32(torch.arange(64, dtype=torch.int32) * rng._signed(rng._GOLDEN32, 32)
                                      + stream.low[:, None]) ^ stream.high[:, None])
     looked_up = table.look_up(rates.reshape(-1), pixel_keys.reshape(-1)).view(4, 64)
     assert (looked_up[:, 32:] == -128).all() and (looked_up[:, :32] > -128).all()
-    counts = rng.poisson(rates, keys, "s")
-    beyond = rng._ptrs_sampler(rates[:, 32:].reshape(-1).double(), pixel_keys[:, 32:].reshape(-1))
+    counts = poisson.poisson(rates, keys, "s")
+    beyond = poisson._ptrs_sampler(rates[:, 32:].reshape(-1).double(), pixel_keys[:, 32:].reshape(-1))
     assert torch.equal(counts[:, 32:].reshape(-1).double(), beyond)

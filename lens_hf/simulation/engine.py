@@ -1,6 +1,6 @@
 """simulate() and render(): metadata -> images, batched over images on any torch device.
 
-simulate() draws each image's parameters (presets.py), stores them as metadata and renders
+simulate() draws each image's parameters (presets/), stores them as metadata and renders
 from that stored metadata, so render(preset, metadata) gives back the same bytes (noise
 included: it is keyed by the stored seed and index).
 """

@@ -1,6 +1,6 @@
 """Noise models: DeepLenseSim Model I counts, and lenstronomy's instrument noise.
 
-Both draw every random number from rng (keyed by seed and image index), on padded
+Both draw every random number from rng and poisson (keyed by seed and image index), on padded
 (B, C * P) layouts, so noise is as reproducible as the noiseless image.
 """
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import rng
+from .poisson import poisson
 
 
 def _padded_flat(images: torch.Tensor):
@@ -54,7 +55,7 @@ def model_i_counts(model: torch.Tensor, exposure_time: torch.Tensor, background_
         sigma = torch.abs(flat[rows]).div_(t).add_(background_rms * background_rms).sqrt_()
         gaussian = rng.stream_normal(stream.select(rows), flat.shape[1], flat.dtype)
         torch.addcmul(flat[rows], gaussian, sigma, out=expected[rows]).mul_(t).clamp_(min=0)
-    return unflatten(rng.poisson(expected, keys, "model_i_counts"))
+    return unflatten(poisson(expected, keys, "model_i_counts"))
 
 
 def magnitude_to_counts_per_second(magnitude, zero_point):
