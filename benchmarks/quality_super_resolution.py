@@ -27,7 +27,7 @@ def main(argv=None):
     folder = out / "super_resolution"
     # the encoder is pretrained on Model I images at the LR geometry (75 px, 0.05"/px, Model I noise), [0, 1] scaled
     pre = stage("MAE pretraining on LR images", "pretrain_mae.py", [
-        "--dataset_name", "deeplense_sim", "--dataset_config", "model_i", "--builder_kwargs",
+        "--dataset_name", "deeplense_sim", "--dataset_config", "model_i", "--dataset_overrides",
         "preset_overrides.image_size=75", "--num_train", size["n"][0], "--num_validation", size["n"][1],
         "--num_test", size["n"][2], "--per_device_train_batch_size", size["batch"], *common,
         "--normalization", "minmax", "--model_preset", size["preset"], "--patch_size", 5,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +20,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lens_hf.data.loading import project_resource
 from lens_hf.metrics.functional import scalar_metrics
 from lens_hf.metrics.references import citations
+from lens_hf.redaction import without_secrets
+from lens_hf.tasks import CardSection, Task, get_task
 
 TEMPLATE_DIR = "model_cards"
 DEFAULT_TEMPLATE = "model_card.md"
@@ -34,81 +35,25 @@ RECIPE_KEYS = (
     "total_batch_size", "num_train_epochs", "max_steps", "warmup_steps", "warmup_ratio", "lr_scheduler_type",
     "mask_ratio", "norm_pix_loss", "drop_path_rate", "augmentation", "class_weighting", "mixed_precision", "seed",
 )
-# Config fields shown in the card, when present: the encoder's, then those of the task's head.
+# Config fields shown in the card, when present: the backbone's, then those of the task's head
+# (`CardSection.config_keys`).
 ENCODER_KEYS = ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                "num_attention_heads", "intermediate_size", "drop_path_rate")
-HEAD_KEYS = {
-    "pretraining": ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
-                    "decoder_intermediate_size", "mask_ratio", "norm_pix_loss", "reconstruction_loss"),
-    "classification": ("classifier_mode", "classifier_pooling", "num_labels", "id2label", "problem_type"),
-    "super_resolution": ("sr_scale", "sr_hidden_channels", "sr_residual", "sr_loss"),
-}
-HEAD_KEYS["lens_finding"] = HEAD_KEYS["regression"] = HEAD_KEYS["classification"]
+                "num_attention_heads", "intermediate_size", "drop_path_rate", "embedding_size", "hidden_sizes",
+                "depths", "layer_type")
 # Table names of metric keys beyond a task's headline metrics; "a/b" keys show as "<name of a> (b)".
 METRIC_DISPLAY_NAMES = {
     "roc_auc_per_class": "ROC AUC", "bias": "bias (dex)", "scatter": "scatter (dex)", "r2": "R²",
     "visible_mse": "visible-patch MSE", "mask_ratio": "mask ratio", "precision": "precision", "recall": "recall",
 }
-# Argument names whose values must never reach a public card.
-SECRET_MARKERS = ("token", "password", "secret", "api_key")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How one lens_hf task is described, loaded and scored on the Hub."""
-
-    title: str
-    auto_class: str
-    pipeline_tag: str | None
-    eval_task_type: str
-    headline_metrics: tuple[tuple[str, str], ...]  # (metric key, display name) that enter the model-index
-    citation_keys: tuple[str, ...]
-    usage: str  # python lines after `outputs = model(**inputs)` in the how-to-use snippet
-
-
-TASKS = {
-    "pretraining": TaskSpec(
-        "masked-autoencoder pretraining (reconstruct hidden patches)", "AutoModelForPreTraining",
-        "image-feature-extraction", "image-feature-extraction", (("masked_mse", "masked-patch MSE"),),
-        ("deeplense", "mae"),
-        "reconstruction = model.unpatchify(outputs.logits)  # every patch predicted; outputs.mask = hidden ones",
-    ),
-    "classification": TaskSpec(
-        "dark-matter substructure classification", "AutoModelForImageClassification", "image-classification",
-        "image-classification",
-        (("accuracy", "accuracy"), ("roc_auc_micro", "ROC AUC (micro)"), ("roc_auc_macro", "ROC AUC (macro)")),
-        ("deeplense", "deeplense_unsupervised", "mae"),
-        "probabilities = outputs.logits.softmax(-1)[0]\n"
-        "print({model.config.id2label[i]: float(p) for i, p in enumerate(probabilities)})",
-    ),
-    "lens_finding": TaskSpec(
-        "strong-lens finding (lens vs non-lens)", "AutoModelForImageClassification", "image-classification",
-        "image-classification",
-        (("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
-         ("tpr_at_fpr_1e-2", "TPR at FPR 1e-2"), ("tpr_at_fpr_1e-3", "TPR at FPR 1e-3"), ("f1", "F1")),
-        ("deeplense", "lens_finding_challenge", "mae"),
-        "lens_probability = float(outputs.logits.softmax(-1)[0, 1])",
-    ),
-    "regression": TaskSpec(
-        "dark-matter (axion) mass regression, log10(m / eV)", "AutoModelForImageClassification", None,
-        "image-regression", (("mae", "MAE (dex)"), ("rmse", "RMSE (dex)")),
-        ("deeplense", "mae"),
-        "log10_axion_mass = float(outputs.logits[0, 0])",
-    ),
-    "super_resolution": TaskSpec(
-        "super-resolution of lensing images", "AutoModelForImageToImage", "image-to-image", "image-to-image",
-        (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("mse", "MSE")),
-        ("deeplense", "mae", "ssim"),
-        "high_resolution = outputs.reconstruction[0]  # (C, H * sr_scale, W * sr_scale)",
-    ),
-}
+# How the card names an architecture (config.model_type -> words); anything else by its model_type.
+ARCHITECTURE_NAMES = {"lens_mae": "LensMAE vision transformer", "resnet": "ResNet convolutional network"}
 
 
 def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):  # a transformers config (a dataclass too, but asdict would drop model_type)
+        return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     return value
 
 
@@ -125,19 +70,15 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _is_secret(key: str) -> bool:
-    return any(marker in key.lower() for marker in SECRET_MARKERS)
-
-
 def _training_tables(training_args: Mapping[str, Any]) -> tuple[list, list]:
     """(recipe rows, other rows): the recipe keys first, then every other non-empty, non-secret argument."""
-    arguments = {k: v for k, v in training_args.items() if v not in (None, "", [], {}) and not _is_secret(k)}
+    arguments = {k: v for k, v in without_secrets(dict(training_args)).items() if v not in (None, "", [], {})}
     recipe = [(key, _cell(arguments[key])) for key in RECIPE_KEYS if key in arguments]
     others = [(key, _cell(value)) for key, value in sorted(arguments.items()) if key not in RECIPE_KEYS]
     return recipe, others
 
 
-def _metric_table(task: TaskSpec, metrics: Mapping[str, Mapping], reference_metrics: Mapping[str, Mapping]):
+def _metric_table(task: CardSection, metrics: Mapping[str, Mapping], reference_metrics: Mapping[str, Mapping]):
     """Rows = metrics (headline ones first), columns = evaluated splits, then reference rows' columns."""
     columns = {f"this model ({split})": scalar_metrics(result) for split, result in metrics.items()}
     columns.update({label: scalar_metrics(result) for label, result in reference_metrics.items()})
@@ -165,7 +106,7 @@ def _hub_dataset_id(dataset_id: str) -> str | None:
     return dataset_id if looks_like_hub_id and not Path(dataset_id).exists() else None
 
 
-def _eval_results(task: TaskSpec, metrics: Mapping[str, Mapping], dataset: Mapping[str, Any]) -> list[EvalResult]:
+def _eval_results(task: CardSection, metrics: Mapping[str, Mapping], dataset: Mapping[str, Any]) -> list[EvalResult]:
     """The headline metrics per split; a local dataset is named by its folder name (no local paths in public)."""
     dataset_type = _hub_dataset_id(dataset["id"]) or Path(dataset["id"]).name
     results = []
@@ -209,7 +150,7 @@ def _plot_entries(plots: Mapping[str, str | Path], card_dir: Path | None) -> lis
 def render_model_card(
     *,
     repo_id: str,
-    task: str,
+    task: str | Task,
     config: Any,
     training_args: Any,
     dataset: Mapping[str, Any],
@@ -228,7 +169,8 @@ def render_model_card(
 
     Args:
         repo_id: Hub id the model is (or will be) pushed to; used in the loading snippets.
-        task: one of `TASKS` ("pretraining", "classification", "lens_finding", "regression", "super_resolution").
+        task: a `lens_hf.tasks` task or its name ("pretraining", "classification", "lens_finding", "regression",
+            "super_resolution"); its `card` section says how the model is described, loaded and scored.
         config: the model config (`PreTrainedConfig` or its dict).
         training_args: the run's arguments (dict or dataclass); secrets (`*token*`...) are left out.
         dataset: {"id": Hub id or local path (required), "name", "config", "url"}.
@@ -245,12 +187,11 @@ def render_model_card(
     Returns:
         `huggingface_hub.ModelCard`; `card.save(path)` writes it, `card.push_to_hub(repo_id)` uploads it.
     """
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+    task = get_task(task)
     if not isinstance(dataset, Mapping) or not dataset.get("id"):
         raise ValueError("`dataset` must be a mapping with at least an 'id' (Hub dataset id or local path), "
                          f"got {dataset!r}.")
-    spec = TASKS[task]
+    spec = task.card
     config_dict = dict(_plain(config) or {})
     arguments = dict(_plain(training_args) or {})
     metrics = dict(metrics or {})
@@ -268,7 +209,7 @@ def render_model_card(
         license=license,
         library_name="transformers",
         pipeline_tag=spec.pipeline_tag,
-        tags=sorted(set(DEFAULT_TAGS) | {task.replace("_", "-")} | set(tags)),
+        tags=sorted(set(DEFAULT_TAGS) | {task.name.replace("_", "-")} | set(tags)),
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=base_model,
         model_name=model_name,
@@ -277,20 +218,23 @@ def render_model_card(
     recipe, other_arguments = _training_tables(arguments)
     usage = spec.usage
     num_labels = config_dict.get("num_labels") or len(config_dict.get("id2label") or {})  # to_dict() omits it
-    if task == "lens_finding" and num_labels == 1:
+    if task.name == "lens_finding" and num_labels == 1:
         usage = "lens_probability = float(outputs.logits.sigmoid()[0, 0])"
     dataset_name = dataset.get("name", hub_dataset or Path(dataset["id"]).name)
+    model_type = config_dict.get("model_type", "lens_mae")
+    architecture_name = ARCHITECTURE_NAMES.get(model_type, f"`{model_type}` model")
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         model_name=model_name,
         repo_id=repo_id,
         description=description or (
-            f"A LensMAE vision transformer for {spec.title}, trained with lens-hf on {dataset_name}"
+            f"A {architecture_name} for {spec.title}, trained with lens-hf on {dataset_name}"
             + (f", starting from [{base_model}](https://huggingface.co/{base_model})." if base_model else ".")),
         task=spec,
         usage=usage,
-        model_type=config_dict.get("model_type", "lens_mae"),
+        model_type=model_type,
+        architecture_name=architecture_name,
         num_parameters=f"{num_parameters:,}" if num_parameters else None,
         base_model=base_model,
         base_model_url=f"https://huggingface.co/{base_model}" if base_model else None,
@@ -302,7 +246,7 @@ def render_model_card(
         plots=_plot_entries(plots or {}, card_dir),
         recipe=recipe,
         other_arguments=other_arguments,
-        architecture=[(key, _cell(config_dict[key])) for key in ENCODER_KEYS + HEAD_KEYS[task]
+        architecture=[(key, _cell(config_dict[key])) for key in ENCODER_KEYS + spec.config_keys
                       if config_dict.get(key) is not None],
         citations=citations(*spec.citation_keys),
     )

@@ -2,7 +2,7 @@
 """Build a lens_hf dataset and export it as Parquet + README (optionally push it to the Hub).
 
     python scripts/build_dataset.py BUILDER --config C [--data_dir D] --output_dir O \\
-        [--config_kwargs n_train=1000 seed=3 ...] [--skip_bad_files] [--push_to_hub --repo_id org/name]
+        [--dataset_overrides n_train=1000,seed=3,...] [--skip_bad_files] [--push_to_hub --repo_id org/name]
 
 BUILDER is one of dataset_builders/ (deeplense_sim, deeplense, lens_sr, lens_finding). The result
 loads anywhere with `datasets.load_dataset(O)` (or `load_dataset("org/name")` after the push), no
@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # runnable from a source checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
 from lens_hf.data import LensDataError, available_builders, export_builder, prepare_builder, push_exported  # noqa: E402
-from lens_hf.training.arguments import parse_arguments  # noqa: E402
+from lens_hf.training.arguments import parse_arguments, parse_overrides  # noqa: E402
 
 logger = logging.getLogger("build_dataset")
 
@@ -40,9 +39,10 @@ class BuildDatasetArguments:
     output_dir: Optional[str] = field(default=None, metadata={"help": "Folder for the Parquet shards and README.md."})
     config: Optional[str] = field(default=None, metadata={"help": "Builder config, e.g. model_ii, regression_model_i, bologna."})
     data_dir: Optional[str] = field(default=None, metadata={"help": "Folder of the real data (real-data builders)."})
-    config_kwargs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Builder options as key=value, values parsed as YAML: n_train=1000 seed=3 bands=[Band1,Band2]."},
+    dataset_overrides: Optional[str] = field(
+        default=None,
+        metadata={"help": "Builder config fields, comma-separated key=value (dotted keys for nested fields), as in the "
+                          "training scripts: n_train=1000,seed=3,bands=[Band1,Band2],preset_overrides.noise=true."},
     )
     skip_bad_files: bool = field(default=False, metadata={"help": "Skip and count bad input files instead of failing."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache for the prepared builder."})
@@ -64,18 +64,6 @@ class BuildDatasetArguments:
             raise ValueError("--push_to_hub needs --repo_id org/name")
 
 
-def parse_config_kwargs(pairs: list[str]) -> dict:
-    """["n_train=10", "bands=[Band1,Band2]"] -> {"n_train": 10, "bands": ("Band1", "Band2")}."""
-    kwargs = {}
-    for pair in pairs:
-        key, separator, text = pair.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--config_kwargs expects key=value items, got {pair!r}")
-        value = yaml.safe_load(text)
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
-    return kwargs
-
-
 def parse_command_line(argv: list[str]) -> BuildDatasetArguments:
     argv = list(argv)
     if argv and not argv[0].startswith("-") and not argv[0].endswith((".yaml", ".yml", ".json")):
@@ -88,7 +76,7 @@ def build(arguments: BuildDatasetArguments) -> dict:
     """Prepare, export and optionally push; returns what happened (rows per split, skipped files, paths)."""
     if arguments.builder not in available_builders():
         raise ValueError(f"unknown builder {arguments.builder!r}; available: {available_builders()}")
-    config_kwargs = parse_config_kwargs(arguments.config_kwargs)
+    config_kwargs = parse_overrides(arguments.dataset_overrides, "--dataset_overrides")
     if arguments.skip_bad_files:  # passed only when set: every kwarg is part of the cache key
         config_kwargs["skip_bad_files"] = True
     builder = prepare_builder(

@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
         profile["regression_steps"], "--learning_rate", 1e-3, "--layer_decay", 0.9,
         "--output_dir", out / "lens-mae-regressor"])
     sr = stage("5/5 super-resolution 32 -> 64 px from the pretrained encoder", "train_sr.py", [
-        "--dataset_name", "deeplense_sim", "--dataset_config", "sr_pairs", "--builder_kwargs", SR_GEOMETRY,
+        "--dataset_name", "deeplense_sim", "--dataset_config", "sr_pairs", "--dataset_overrides", SR_GEOMETRY,
         "--num_train", profile["sr_train"], "--num_validation", max(8, profile["num_validation"] // 4),
         "--num_test", max(16, profile["num_test"] // 4), *common, "--model_name_or_path", pretrain,
         "--max_steps", profile["sr_steps"], "--learning_rate", 1e-3, "--output_dir", out / "lens-mae-sr"])

@@ -7,7 +7,7 @@
     python scripts/finetune.py --task lens_finding --mode linear_probe --model_name_or_path outputs/lens-mae \
         --imbalance weighted_sampler --output_dir outputs/lens-finder
 
-Recipes (DESIGN §5): linear_probe = frozen encoder, BatchNorm1d(affine=False) + Linear, LARS, base lr 0.1, wd 0
+Recipes (facebookresearch/mae): linear_probe = frozen encoder, BatchNorm1d(affine=False) + Linear, LARS, base lr 0.1, wd 0
 (`--probe_solver lbfgs`: the head fitted to convergence on features computed once, L2 chosen on validation);
 finetune = AdamW, layer-wise lr decay 0.75, base lr 1e-3, wd 0.05, drop path 0.1; scratch = finetune without
 layer decay. Every value can be overridden on the command line.
@@ -17,17 +17,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from transformers import ResNetConfig, ResNetForImageClassification
 
 from lens_hf import LensMAEForImageClassification
-from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, random_d4, run_training
+from lens_hf.tasks import TASKS as ALL_TASKS
+from lens_hf.tasks import get_task
+from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
 from lens_hf.training.models import fresh_config, pretrained
 from lens_hf.training.probe import fit_linear_probe
 
-TASKS = ("classification", "regression", "lens_finding")
+# The tasks whose models are image-classification heads (a registered task with that model class appears here).
+TASKS = tuple(name for name, task in ALL_TASKS.items() if task.model_class == "LensMAEForImageClassification")
 MODES = ("linear_probe", "finetune", "scratch")
 IMBALANCE = ("none", "weighted_sampler", "loss_weights")
 ARCHITECTURES = ("lens_mae", "resnet18")
@@ -92,24 +93,21 @@ def main(argv=None):
     if args.mode != "scratch" and not model_args.model_name_or_path:
         raise SystemExit(f"--mode {args.mode} needs --model_name_or_path (a pretrained LensMAE); use --mode scratch "
                          "to train from random weights.")
-    loss_weights = {}
+    task = get_task(args.task)
 
     def build_model(info, recipe_config):
         head = dict(classifier_mode="linear_probe" if args.mode == "linear_probe" else "finetune",
                     classifier_pooling=args.classifier_pooling, classifier_head_norm=args.classifier_head_norm)
         if args.mode != "linear_probe":
             head["drop_path_rate"] = recipe_config.get("drop_path_rate")
-        if args.task == "regression":
-            targets = np.asarray(info.dataset["train"]["log10_m_axion"], dtype=np.float64)
+        if not task.has_classes:  # a regression target, in physical units
+            targets = np.asarray(info.dataset["train"][task.target_column], dtype=np.float64)
             head.update(num_labels=1, problem_type="regression", regression_target_mean=float(targets.mean()),
                         regression_target_std=float(max(targets.std(), 1e-6)))
         else:
             names = info.class_names or [str(k) for k in range(2)]
             head.update(num_labels=len(names), problem_type="single_label_classification",
                         id2label=dict(enumerate(names)), label2id={n: k for k, n in enumerate(names)})
-            if args.imbalance == "loss_weights":
-                labels = list(info.dataset["train"]["label"])
-                loss_weights["weight"] = torch.tensor(inverse_frequency(labels, len(names)), dtype=torch.float32)
         if args.architecture == "resnet18":
             head = {k: v for k, v in head.items() if k in ("num_labels", "problem_type", "id2label", "label2id")}
             return resnet18(info.image_size, info.num_channels, **head)
@@ -117,23 +115,15 @@ def main(argv=None):
             return LensMAEForImageClassification(fresh_config(model_args, info.image_size, info.num_channels, **head))
         return pretrained(LensMAEForImageClassification, model_args, **head)
 
-    def loss_fn(model, batch, generator):
-        pixel_values, labels = batch["pixel_values"], batch["labels"]
-        if data_args.augment:
-            (pixel_values,) = random_d4(pixel_values, generator)
-        if "weight" not in loss_weights:
-            return model(pixel_values=pixel_values, labels=labels).loss
-        logits = model(pixel_values=pixel_values).logits
-        return F.cross_entropy(logits, labels.long(), weight=loss_weights["weight"].to(logits.device))
-
-    def solve_probe(accelerator, model, train_rows, validation_rows, output_dir):
+    def solve_probe(accelerator, model, train_rows, validation_rows, output_dir, class_weights):
         return fit_linear_probe(accelerator, model, train_rows, validation_rows, output_dir,
-                                class_weights=loss_weights.get("weight"))
+                                class_weights=class_weights)
 
     return run_training(
-        task=args.task, recipe=args.mode, data_args=data_args, model_args=model_args, run_args=run_args,
-        build_model=build_model, loss_fn=loss_fn, extra_args=args,
+        task=task, recipe=args.mode, data_args=data_args, model_args=model_args, run_args=run_args,
+        build_model=build_model, extra_args=args,
         class_weights_fn=inverse_frequency if args.imbalance == "weighted_sampler" else None,
+        loss_weights_fn=inverse_frequency if args.imbalance == "loss_weights" else None,
         head_solver=solve_probe if args.probe_solver == "lbfgs" else None,
     )
 

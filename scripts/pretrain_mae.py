@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Masked-autoencoder pretraining of LensMAE (facebookresearch/mae recipe, DESIGN §5).
+"""Masked-autoencoder pretraining of LensMAE (the facebookresearch/mae recipe: AdamW, base lr 1.5e-4, mask 0.75).
 
     accelerate launch scripts/pretrain_mae.py --output_dir outputs/lens-mae --num_train 20000
     python scripts/pretrain_mae.py configs/pretrain_demo.yaml --max_steps 50
@@ -11,10 +11,8 @@ masked-patch MSE on train and held-out images, reconstruction grids, loss curve 
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
-
 from lens_hf import LensMAEForPreTraining
-from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, random_d4, run_training
+from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
 from lens_hf.training.models import fresh_config, pretrained
 
 
@@ -40,20 +38,8 @@ def main(argv=None):
                               **config_fields)
         return LensMAEForPreTraining(config)
 
-    def loss_fn(model, batch, generator):
-        pixel_values = batch["pixel_values"]
-        if data_args.augment:
-            (pixel_values,) = random_d4(pixel_values, generator)
-        num_patches = pixel_values.shape[-1] // model_patch_size(model)
-        noise = torch.rand(pixel_values.shape[0], num_patches**2, generator=generator, device=generator.device)
-        return model(pixel_values=pixel_values, noise=noise.to(pixel_values.device)).loss
-
-    return run_training(task="pretraining", recipe="pretrain", data_args=data_args, model_args=model_args,
-                        run_args=run_args, build_model=build_model, loss_fn=loss_fn, extra_args=pretrain_args)
-
-
-def model_patch_size(model) -> int:
-    return getattr(model, "module", model).config.patch_size
+    return run_training(task="pretraining", data_args=data_args, model_args=model_args, run_args=run_args,
+                        build_model=build_model, extra_args=pretrain_args)
 
 
 if __name__ == "__main__":

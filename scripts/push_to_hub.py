@@ -31,7 +31,8 @@ class PushArguments:
 def main(argv=None):
     (args,) = parse_arguments((PushArguments,), argv)
     if args.refresh_card and (Path(args.run_dir) / "metrics.json").exists():
-        refresh_model_card(Path(args.run_dir), load_saved_model(args.run_dir), repo_id=args.repo_id)
+        model, task = load_saved_model(args.run_dir)
+        refresh_model_card(Path(args.run_dir), model, task, repo_id=args.repo_id)
     commit = push_folder_to_hub(args.run_dir, args.repo_id, token=args.token, private=args.private,
                                 commit_message=args.commit_message, create_pr=args.create_pr,
                                 ignore_patterns=PUSH_IGNORE)

@@ -2,6 +2,7 @@
 """Simulate a data set and write it to disk in the layout its real counterpart has.
 
     python scripts/simulate.py --preset model_ii --num_images 3000 --num_test_images 300 --output_dir data/sim
+    python scripts/simulate.py --preset model_i --preset_overrides noise=false,classes=[cdm] --output_dir data/cdm
     python scripts/simulate.py simulate.yaml            # the same arguments from a YAML/JSON file
 
 Layouts (DESIGN.md section 2), so the readers can be tried on exactly what users have:
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 from lens_hf.data.sample_layouts import save_axion_pair  # noqa: E402
 from lens_hf.simulation import PRESETS, get_preset, simulate  # noqa: E402
 from lens_hf.simulation.presets import SUBSTRUCTURE_TYPES  # noqa: E402
+from lens_hf.training.arguments import parse_arguments, parse_overrides  # noqa: E402
 
 MODEL_FOLDERS = {"model_i": "Model_I", "model_ii": "Model_II", "model_iii": "Model_III"}
 # The pretraining folders use the foundation-model set's class names for the substructure drawn.
@@ -53,8 +55,9 @@ class SimulateArguments:
     )
     image_size: Optional[int] = field(default=None, metadata={"help": "Override the preset's image size."})
     noise: Optional[bool] = field(default=None, metadata={"help": "Override whether noise is added."})
-    preset_overrides: str = field(
-        default="{}", metadata={"help": 'JSON object of any other preset fields, e.g. \'{"classes": ["cdm"]}\'.'}
+    preset_overrides: Optional[str] = field(
+        default=None, metadata={"help": "Any other preset fields, comma-separated key=value as in the training "
+                                        "scripts' overrides, e.g. 'classes=[cdm],psf_fwhm=0.1'."}
     )
     batch_size: int = field(default=256)
     device: str = field(default="cpu")
@@ -63,12 +66,7 @@ class SimulateArguments:
 
 
 def build_preset(args: SimulateArguments):
-    try:
-        overrides = json.loads(args.preset_overrides)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--preset_overrides: not valid JSON ({error}): {args.preset_overrides!r}") from error
-    if not isinstance(overrides, dict):
-        raise ValueError(f"--preset_overrides: expected a JSON object of preset fields, got {args.preset_overrides!r}")
+    overrides = parse_overrides(args.preset_overrides, "--preset_overrides")
     for name in ("image_size", "noise"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -152,8 +150,6 @@ def write_split(preset, args: SimulateArguments, split: str, start: int, count: 
 
 
 def main(argv=None) -> dict:
-    from lens_hf.training.arguments import parse_arguments
-
     (args,) = parse_arguments((SimulateArguments,), argv)
     _check_arguments(args)
     preset = build_preset(args)

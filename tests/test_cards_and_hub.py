@@ -13,7 +13,8 @@ import torch
 from huggingface_hub import HfApi, ModelCard
 
 from lens_hf import LensImageProcessor, LensMAEConfig, LensMAEForImageClassification
-from lens_hf.cards import TASKS, render_model_card
+from lens_hf.cards import render_model_card
+from lens_hf.tasks import TASKS
 from lens_hf.hub import ModelFolderError, check_model_folder, push_folder_to_hub
 from lens_hf.metrics import functional, plots
 
@@ -114,9 +115,9 @@ def test_every_task_renders_a_parseable_model_index(tmp_path):
                                  metrics={"validation": result})
         card.save(tmp_path / f"{task}.md")
         parsed = ModelCard.load(tmp_path / f"{task}.md").data
-        assert parsed.pipeline_tag == TASKS[task].pipeline_tag
-        assert [r.metric_type for r in parsed.eval_results] == [key for key, _ in TASKS[task].headline_metrics]
-        assert f"{TASKS[task].auto_class}.from_pretrained(\"org/{task}\")" in card.text
+        assert parsed.pipeline_tag == TASKS[task].card.pipeline_tag
+        assert [r.metric_type for r in parsed.eval_results] == [key for key, _ in TASKS[task].card.headline_metrics]
+        assert f"{TASKS[task].card.auto_class}.from_pretrained(\"org/{task}\")" in card.text
     sigmoid = render_model_card(repo_id="org/lf", task="lens_finding", config=_tiny_config(num_labels=1),
                                 training_args={}, dataset={"id": "org/sim"})
     assert "sigmoid()" in sigmoid.text and "No evaluation results" in sigmoid.text
@@ -137,7 +138,7 @@ def test_reference_rows_show_in_the_table_but_not_in_the_model_index(tmp_path):
 
 def test_card_input_errors(tmp_path, classification_result):
     common = dict(repo_id="org/x", config=_tiny_config(), training_args={}, dataset={"id": "org/sim"})
-    with pytest.raises(ValueError, match="Unknown task 'segmentation'"):
+    with pytest.raises(ValueError, match="unknown task 'segmentation'"):
         render_model_card(task="segmentation", **common)
     with pytest.raises(ValueError, match="at least an 'id'"):
         render_model_card(**{**common, "dataset": {"name": "sim"}}, task="classification")

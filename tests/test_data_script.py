@@ -27,12 +27,12 @@ def foundation_tree(tmp_path):
     return write_class_folders(tmp_path / "fm", ("axion", "cdm", "no_sub"), (64, 64), n_per_class=5)
 
 
-def test_builds_and_exports_with_config_kwargs(script, foundation_tree, tmp_path, capsys):
+def test_builds_and_exports_with_dataset_overrides(script, foundation_tree, tmp_path, capsys):
     out = tmp_path / "out"
     status = script.main(
         [
             "deeplense", "--config", "foundation", "--data_dir", str(foundation_tree), "--output_dir", str(out),
-            "--cache_dir", str(tmp_path / "cache"), "--config_kwargs", "seed=4", "validation_fraction=0.25", "test_fraction=0.25",
+            "--cache_dir", str(tmp_path / "cache"), "--dataset_overrides", "seed=4,validation_fraction=0.25,test_fraction=0.25",
         ]
     )
     assert status == 0
@@ -57,12 +57,17 @@ def test_bad_file_exits_2_naming_it_then_skip_bad_files_counts_it(script, founda
     assert sum(s.num_rows for s in datasets.load_dataset(str(tmp_path / "o")).values()) == 14
 
 
-def test_config_kwargs_parsing(script):
-    assert script.parse_config_kwargs(["n_train=10", "bands=[Band1,Band2]", "regression=true", "pixel_scale_arcsec=0.05"]) == {
-        "n_train": 10, "bands": ("Band1", "Band2"), "regression": True, "pixel_scale_arcsec": 0.05,
-    }
-    with pytest.raises(ValueError, match="key=value items, got 'n_train'"):
-        script.parse_config_kwargs(["n_train"])
+def test_dataset_overrides_use_the_training_scripts_syntax(script, tmp_path):
+    """build_dataset reads --dataset_overrides with the same parser as the training scripts' flag of that name."""
+    from lens_hf.training.arguments import parse_overrides
+
+    text = "n_train=10,bands=[Band1,Band2],regression=true,pixel_scale_arcsec=0.05"
+    arguments = script.parse_command_line(["deeplense", "--output_dir", str(tmp_path), "--dataset_overrides", text])
+    assert parse_overrides(arguments.dataset_overrides) == {
+        "n_train": 10, "bands": ("Band1", "Band2"), "regression": True, "pixel_scale_arcsec": 0.05}
+    bad = script.parse_command_line(["deeplense", "--output_dir", str(tmp_path), "--dataset_overrides", "n_train"])
+    with pytest.raises(ValueError, match="--dataset_overrides: expected comma-separated key=value pairs, got 'n_train'"):
+        script.build(bad)
 
 
 def test_argument_errors(script, tmp_path):
@@ -90,7 +95,7 @@ def test_push_to_local_hub_then_load_by_repo_id(script, tmp_path, local_hub):
     root = write_bologna_tree(tmp_path / "bo", object_ids=range(40, 52), image_size=15)
     status = script.main(
         ["lens_finding", "--config", "bologna", "--data_dir", str(root), "--output_dir", str(tmp_path / "out"),
-         "--cache_dir", str(tmp_path / "cache"), "--config_kwargs", "image_size=15",
+         "--cache_dir", str(tmp_path / "cache"), "--dataset_overrides", "image_size=15",
          "--push_to_hub", "--repo_id", "lens-tester/bologna-tiny"]
     )
     assert status == 0

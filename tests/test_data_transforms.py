@@ -34,12 +34,31 @@ def test_d4_has_eight_distinct_elements_and_is_closed():
 def test_random_d4_uses_all_elements_and_applies_the_same_one_to_paired_arrays():
     hr = np.random.default_rng(1).random((400, 1, 8, 8)).astype(np.float32)
     lr = hr.reshape(400, 1, 4, 2, 4, 2).mean(axis=(3, 5))  # 2x2 average pooling commutes with D4
-    lr_out, hr_out = random_d4([lr, hr], generator=torch.Generator().manual_seed(0))
+    lr_out, hr_out = random_d4(lr, hr, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(hr_out.reshape(400, 1, 4, 2, 4, 2).mean(axis=(3, 5)), lr_out, rtol=1e-6)
     used = {d4_index(hr[i], hr_out[i]) for i in range(400)}
     assert used == set(range(D4_ORDER))
-    again, _ = random_d4([lr, hr], generator=torch.Generator().manual_seed(0))
+    again, _ = random_d4(lr, hr, generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(again, lr_out)
+
+
+def test_one_d4_for_tensors_and_arrays():
+    """The training loop (torch tensors, a seeded generator) and set_transform users (numpy) get the same draws
+    and the same elements, and the element numbering is rotation by 90 degrees * (k mod 4), then a flip."""
+    images = np.random.default_rng(3).random((64, 1, 5, 5)).astype(np.float32)
+    from_arrays = random_d4(images, generator=torch.Generator().manual_seed(5))[0]
+    tensor = torch.from_numpy(images.copy())
+    (from_tensor,) = random_d4(tensor, generator=torch.Generator().manual_seed(5))
+    assert isinstance(from_arrays, np.ndarray) and isinstance(from_tensor, torch.Tensor)
+    np.testing.assert_array_equal(from_arrays, from_tensor.numpy())
+    assert torch.equal(tensor, torch.from_numpy(images))  # inputs untouched
+    for k in range(D4_ORDER):
+        expected = np.rot90(images[0], k % 4, axes=(-2, -1))
+        expected = expected[..., ::-1] if k >= 4 else expected
+        np.testing.assert_array_equal(d4_transform(images[0], k), expected)
+        assert torch.equal(d4_transform(tensor[0], k), torch.from_numpy(np.ascontiguousarray(expected)))
+    with pytest.raises(ValueError, match="at least one array"):
+        random_d4()
 
 
 @pytest.fixture

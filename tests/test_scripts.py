@@ -31,10 +31,10 @@ def data(tmp_path_factory):
     write_lens_finding_tree(root / "lens_finding", n_per_folder=12, image_size=32)
     cache = root / "cache"
     return {
-        "classification": ["--dataset_name", "deeplense", "--dataset_config", "model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--builder_kwargs", "image_size=32,validation_fraction=0.3"],
-        "regression": ["--dataset_name", "deeplense", "--dataset_config", "regression_model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--builder_kwargs", "image_size=32"],
-        "lens_finding": ["--dataset_name", "lens_finding", "--dataset_config", "npy", "--data_dir", root / "lens_finding", "--cache_dir", cache, "--builder_kwargs", "image_size=32"],
-        "sr": ["--dataset_name", "lens_sr", "--data_dir", root / "sr", "--cache_dir", cache, "--builder_kwargs", "lr_size=16,hr_size=32"],
+        "classification": ["--dataset_name", "deeplense", "--dataset_config", "model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--dataset_overrides", "image_size=32,validation_fraction=0.3"],
+        "regression": ["--dataset_name", "deeplense", "--dataset_config", "regression_model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
+        "lens_finding": ["--dataset_name", "lens_finding", "--dataset_config", "npy", "--data_dir", root / "lens_finding", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
+        "sr": ["--dataset_name", "lens_sr", "--data_dir", root / "sr", "--cache_dir", cache, "--dataset_overrides", "lr_size=16,hr_size=32"],
     }
 
 

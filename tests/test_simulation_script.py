@@ -42,13 +42,13 @@ def test_model_layout_with_axion_mass_pairs_and_a_test_split(script, tmp_path):
 def test_sr_lens_finding_and_pretrain_layouts(script, tmp_path):
     common = ["--num_images", "8", "--num_test_images", "4", "--disable_progress_bar", "true"]
     script.main(["--preset", "sr_pairs", "--output_dir", str(tmp_path / "sr"), *common,
-                 "--preset_overrides", '{"image_size": 10, "hr_image_size": 20, "hr_pixel_scale": 0.025}'])
+                 "--preset_overrides", "image_size=10,hr_image_size=20,hr_pixel_scale=0.025"])
     pairs = find_sr_pairs(tmp_path / "sr" / "SR")
     assert len(pairs) == 8
     assert read_npy_image(pairs[0].path).image.shape == (1, 10, 10)
     assert read_npy_image(pairs[0].partner).image.shape == (1, 20, 20)
     script.main(["--preset", "lens_finding", "--image_size", "16", "--output_dir", str(tmp_path / "lf"), *common,
-                 "--preset_overrides", '{"lens_fraction": 0.5}'])
+                 "--preset_overrides", "lens_fraction=0.5"])
     train, test = find_lens_finding_npy(tmp_path / "lf")
     assert len(train) == 8 and len(test) == 4 and {s.label for s in train} == {"lens", "nonlens"}
     assert read_npy_image(train[0].path).image.shape == (3, 16, 16)
@@ -71,11 +71,11 @@ def test_config_file_and_bad_arguments(script, tmp_path):
         script.main(["--format", "datasets", *base])
     with pytest.raises(ValueError, match="--format"):
         script.main(["--format", "hdf5", *base])
-    with pytest.raises(ValueError, match="preset_overrides"):
-        script.main(["--preset_overrides", "{not json", *base])
+    with pytest.raises(ValueError, match="--preset_overrides: expected comma-separated key=value"):
+        script.main(["--preset_overrides", "{not key value", *base])
     with pytest.raises(KeyError, match="available"):
         script.main(["--preset", "model_v", *base])
     with pytest.raises(ValueError, match="nothing to simulate"):
         script.main(["--num_images", "0", *base])
     with pytest.raises(TypeError, match="classes_typo"):
-        script.main(["--preset_overrides", '{"classes_typo": 1}', *base])
+        script.main(["--preset_overrides", "classes_typo=1", *base])

@@ -1,5 +1,5 @@
 """lens_hf.training building blocks: lr rule, parameter groups, layer decay, LARS, schedule, argument parsing,
-D4 augmentation, checkpoint resolution."""
+recipes, checkpoint resolution."""
 
 import json
 import math
@@ -20,12 +20,11 @@ from lens_hf.training import (
     build_optimizer,
     parameter_groups,
     parse_arguments,
-    random_d4,
     resolve_checkpoint,
     scaled_learning_rate,
     warmup_cosine_schedule,
 )
-from lens_hf.training.recipes import parse_key_values
+from lens_hf.training.arguments import parse_overrides
 
 
 def test_learning_rate_scaling_rule():
@@ -94,14 +93,19 @@ def test_warmup_cosine_schedule():
 
 
 def test_recipes_fill_only_unset_fields():
-    run_args = RunArguments(learning_rate=None, weight_decay=0.2)
-    leftover = apply_recipe(run_args, "finetune")
+    run_args, data_args = RunArguments(learning_rate=None, weight_decay=0.2), DataArguments()
+    leftover = apply_recipe("finetune", run_args, data_args)
     assert run_args.optimizer == "adamw" and run_args.layer_decay == 0.75 and run_args.base_learning_rate == 1e-3
     assert run_args.weight_decay == 0.2  # user value kept
+    assert data_args.normalization == "minmax"
     assert leftover == {"drop_path_rate": 0.1}
     probe = RunArguments()
-    apply_recipe(probe, "linear_probe")
+    apply_recipe("linear_probe", probe)
     assert probe.optimizer == "lars" and probe.base_learning_rate == 0.1 and probe.weight_decay == 0.0
+    sr_data, user_data = DataArguments(), DataArguments(normalization="minmax")
+    apply_recipe("super_resolution", RunArguments(), sr_data)
+    apply_recipe("super_resolution", RunArguments(), user_data)
+    assert sr_data.normalization == "none" and user_data.normalization == "minmax"  # what the user wrote wins
 
 
 def test_arguments_from_yaml_with_command_line_overrides(tmp_path):
@@ -135,26 +139,18 @@ def test_required_fields_can_come_from_the_file(tmp_path):
         parse_arguments((Needs,), ["--repeat", "3"])
 
 
-def test_config_overrides_parse_types():
-    assert parse_key_values("patch_size=4, mask_ratio=0.9,norm_pix_loss=true,reconstruction_loss=l1") == {
-        "patch_size": 4, "mask_ratio": 0.9, "norm_pix_loss": True, "reconstruction_loss": "l1"}
-    assert parse_key_values("n_train=8,preset_overrides.image_size=32,preset_overrides.noise=true") == {
+def test_overrides_parse_types():
+    assert parse_overrides("patch_size=4, mask_ratio=0.9,norm_pix_loss=true,reconstruction_loss=l1,lr=1e-3") == {
+        "patch_size": 4, "mask_ratio": 0.9, "norm_pix_loss": True, "reconstruction_loss": "l1", "lr": 1e-3}
+    assert parse_overrides("n_train=8,preset_overrides.image_size=32,preset_overrides.noise=true") == {
         "n_train": 8, "preset_overrides": {"image_size": 32, "noise": True}}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_key_values("patch_size")
-
-
-def test_random_d4_applies_the_same_symmetry_to_image_and_target():
-    generator = torch.Generator().manual_seed(0)
-    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
-    augmented, target = random_d4(images, generator, images.clone())
-    assert torch.equal(augmented, target)
-    for original, out in zip(images, augmented):
-        candidates = [torch.rot90(original, k, dims=(-2, -1)) for k in range(4)]
-        candidates += [c.flip(-1) for c in candidates]
-        assert any(torch.equal(out, c) for c in candidates)
-    seen = {tuple(random_d4(images[:1], torch.Generator().manual_seed(s))[0].flatten().tolist()) for s in range(40)}
-    assert len(seen) == 8  # every element of D4 is drawn
+    assert parse_overrides("bands=[Band1, Band2],preset_overrides.classes=[cdm],x=null") == {
+        "bands": ("Band1", "Band2"), "preset_overrides": {"classes": ("cdm",)}, "x": None}
+    assert parse_overrides("") == {} and parse_overrides(None) == {}
+    for bad, message in (("patch_size", "key=value"), ("a=[1,2", "unbalanced"), ("a=1,a=2", "given twice"),
+                         ("a=1,a.b=2", "both a value and a group")):
+        with pytest.raises(ValueError, match=message):
+            parse_overrides(bad, "--dataset_overrides")
 
 
 def test_resolve_checkpoint(tmp_path):

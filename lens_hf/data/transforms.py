@@ -1,8 +1,9 @@
 """Training transforms applied on the fly with `set_transform`/`with_transform`.
 
 Lensing images have no preferred orientation, so the eight symmetries of the square (the D4
-group: four rotations, each with or without a flip) are label-preserving augmentations (DESIGN
-§5). Normalisation is the image processor's, so training and inference normalise identically.
+group: four rotations, each with or without a flip) are label-preserving augmentations. This module
+holds the one D4 implementation: the training loop, `set_transform` users and test-time
+augmentation all call `random_d4` / `d4_transform`. Normalisation is the image processor's, so training and inference normalise identically.
 Nothing is materialised: each batch is read from Arrow, transformed and handed to the model.
 """
 from __future__ import annotations
@@ -16,28 +17,45 @@ import torch
 D4_ORDER = 8
 
 
-def d4_transform(images: np.ndarray, k: int) -> np.ndarray:
-    """Element k (0..7) of D4 on the last two axes: a rotation by 90°·(k mod 4), then a flip of
-    the last axis when k >= 4."""
+def _as_tensor(array) -> tuple[torch.Tensor, bool]:
+    if isinstance(array, torch.Tensor):
+        return array, False
+    return torch.from_numpy(np.ascontiguousarray(array)), True
+
+
+def d4_transform(images, k: int):
+    """Element k (0..7) of D4 on the last two axes: a rotation by 90°·(k mod 4), then a flip of the last axis
+    when k >= 4. Takes and returns a torch tensor or a numpy array."""
     if not 0 <= k < D4_ORDER:
         raise ValueError(f"a D4 element is an integer in [0, {D4_ORDER}), got {k}")
-    out = np.rot90(images, k % 4, axes=(-2, -1))
-    return out[..., ::-1] if k >= 4 else out
+    tensor, was_numpy = _as_tensor(images)
+    out = torch.rot90(tensor, k % 4, dims=(-2, -1))
+    out = out.flip(-1) if k >= 4 else out
+    return out.numpy() if was_numpy else out
 
 
-def random_d4(arrays: Sequence[np.ndarray], generator: Optional[torch.Generator] = None) -> list[np.ndarray]:
-    """Apply one random D4 element per example, the same one to every array (e.g. LR and HR of a pair).
+def random_d4(*arrays, generator: Optional[torch.Generator] = None) -> tuple:
+    """One random D4 element per example (first axis), the same one for every array given (e.g. the LR and HR
+    images of a pair). Tensors stay on their device, numpy arrays come back as numpy.
 
-    Draws from torch's RNG, which DataLoader seeds differently in every worker.
-    """
-    n = len(arrays[0])
-    choice = torch.randint(0, D4_ORDER, (n,), generator=generator).numpy()
-    outputs = [np.empty_like(a) for a in arrays]
-    for k in np.unique(choice):
-        rows = choice == k
-        for source, target in zip(arrays, outputs):
-            target[rows] = d4_transform(source[rows], int(k))
-    return outputs
+    The element is drawn from `generator` (on its device), or from torch's global RNG, which DataLoader seeds
+    differently in every worker. The training loop passes a generator seeded by (seed, step, rank), so a
+    resumed run draws what the uninterrupted run drew."""
+    if not arrays:
+        raise ValueError("random_d4 needs at least one array")
+    tensors = [_as_tensor(a) for a in arrays]
+    device = generator.device if generator is not None else "cpu"
+    choice = torch.randint(0, D4_ORDER, (len(tensors[0][0]),), generator=generator, device=device)
+    choice = choice.to(tensors[0][0].device)
+    outputs = []
+    for tensor, was_numpy in tensors:
+        result = torch.empty_like(tensor)
+        for k in range(D4_ORDER):
+            rows = choice == k
+            if rows.any():
+                result[rows] = d4_transform(tensor[rows], k)
+        outputs.append(result.numpy() if was_numpy else result)
+    return tuple(outputs)
 
 
 class LensTrainingTransform:
@@ -77,7 +95,7 @@ class LensTrainingTransform:
         if self.target_column is not None:
             arrays.append(np.asarray(batch[self.target_column], dtype=np.float32))
         if self.augment:
-            arrays = random_d4(arrays, self.generator)
+            arrays = list(random_d4(*arrays, generator=self.generator))
         if self.processor is not None:
             pixel_values = self.processor(arrays[0], return_tensors="pt", input_data_format="channels_first")[
                 "pixel_values"

@@ -1,10 +1,10 @@
-"""What every lens_hf training script shares (DESIGN §5): argument dataclasses, recipes, the Accelerator
+"""What every lens_hf training script shares: argument dataclasses, recipes, the Accelerator
 factory, optimizers and schedules, checkpoints, the training loop, evaluation and the run folder."""
 
 from .accelerator import build_accelerator
 from .arguments import DataArguments, ModelArguments, RunArguments, arguments_to_dict, parse_arguments
 from .checkpoint import TrainState, complete_checkpoints, resolve_checkpoint
-from .loop import NonFiniteLossError, fit, random_d4, read_train_log
+from .loop import NonFiniteLossError, fit, read_train_log
 from .optim import LARS, build_optimizer, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from .recipes import MODEL_PRESETS, RECIPES, apply_recipe
 from .runner import DataInfo, run_training
@@ -21,7 +21,6 @@ __all__ = [
     "resolve_checkpoint",
     "NonFiniteLossError",
     "fit",
-    "random_d4",
     "read_train_log",
     "LARS",
     "build_optimizer",

@@ -1,8 +1,14 @@
 """Argument dataclasses shared by every script, parsed by `HfArgumentParser` from the command line, a YAML/JSON
 file, or a file plus command-line overrides (`python scripts/finetune.py configs/x.yaml --max_steps 10`).
 
-Recipe defaults (learning rate, optimizer, weight decay, ...) are `None` here and filled in per script and mode
-from `recipes.RECIPES`, so the default command is the published recipe and any field can still be overridden.
+Recipe defaults (learning rate, optimizer, weight decay, normalisation, ...) are `None` here and filled in per
+script and mode from `recipes.RECIPES`, so the default command is the published recipe and any field given in a
+file or on the command line wins.
+
+Fields of nested objects (a model config, a dataset builder config, a simulation preset) are overridden with one
+syntax everywhere, the one transformers' example scripts use for `--config_overrides`: comma-separated
+`key=value` pairs, a dotted key for a nested field (`--dataset_overrides image_size=32,preset_overrides.noise=true`),
+`[a,b]` for a list. `parse_overrides` reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Optional
 
 import yaml
 from transformers import HfArgumentParser
+
+from ..redaction import without_secrets
 
 
 @dataclass
@@ -32,14 +40,16 @@ class DataArguments:
     num_train: Optional[int] = field(default=None, metadata={"help": "Simulated builders: training images."})
     num_validation: Optional[int] = field(default=None, metadata={"help": "Simulated builders: validation images."})
     num_test: Optional[int] = field(default=None, metadata={"help": "Simulated builders: test images."})
-    builder_kwargs: Optional[str] = field(default=None, metadata={"help": "More builder config fields, comma-separated "
-                                                                  "key=value, e.g. 'image_size=32,skip_bad_files=true'."})
+    dataset_overrides: Optional[str] = field(default=None, metadata={
+        "help": "More dataset builder config fields, comma-separated key=value (dotted keys for nested fields), "
+                "e.g. 'image_size=32,skip_bad_files=true,preset_overrides.noise=true'."})
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the simulated data (splits never overlap)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
-    normalization: str = field(default="minmax", metadata={"help": "minmax (per image) | standardize (mean/std measured on "
-                                                             "the training split) | none. A pretrained checkpoint's "
-                                                             "own processor is reused instead."})
+    normalization: Optional[str] = field(default=None, metadata={
+        "help": "minmax (per image) | standardize (mean/std measured on the training split) | none. Default: the "
+                "recipe's (minmax; none for super-resolution, whose LR and HR images share one scale). A pretrained "
+                "checkpoint's own processor is reused instead."})
     crop_size: Optional[int] = field(default=None, metadata={"help": "Centre-crop images to this side first (e.g. 32 "
                                                                "keeps the lensed ring of a 64 px Model II image)."})
     augment: bool = field(default=True, metadata={"help": "Random D4 rotations/flips of training images."})
@@ -54,7 +64,7 @@ class ModelArguments:
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Checkpoint to start from."})
     model_preset: str = field(default="small", metadata={"help": "Size of a fresh model: tiny | small | base."})
     config_overrides: Optional[str] = field(
-        default=None, metadata={"help": "Comma-separated LensMAEConfig fields, e.g. 'patch_size=4,mask_ratio=0.9'."}
+        default=None, metadata={"help": "Model config fields, comma-separated key=value, e.g. 'patch_size=4,mask_ratio=0.9'."}
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub model code (not needed with lens_hf)."})
 
@@ -131,5 +141,64 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
 
 
 def arguments_to_dict(*argument_objects) -> dict:
-    """Everything a run was given, by dataclass name (for run_config.json and the model card)."""
-    return {type(obj).__name__: {f.name: getattr(obj, f.name) for f in fields(obj)} for obj in argument_objects}
+    """Everything a run was given, by dataclass name (for run_config.json, tracker hyper-parameters and the model
+    card), secrets left out (`hub_token` and anything else `lens_hf.redaction.is_secret` names)."""
+    return without_secrets({type(obj).__name__: {f.name: getattr(obj, f.name) for f in fields(obj)}
+                            for obj in argument_objects})
+
+
+def parse_overrides(text: str | None, what: str = "overrides") -> dict:
+    """'a=1,b=0.5,c=mse,d=true,e.f=64,g=[x,y]' -> {'a': 1, 'b': 0.5, 'c': 'mse', 'd': True, 'e': {'f': 64},
+    'g': ('x', 'y')}: ints, floats, bools, `null`, strings and bracketed lists (as tuples, which builder and preset
+    fields expect); a dotted key fills a nested dict.
+    `what` names the flag in error messages."""
+    parsed: dict = {}
+    for item in _split_top_level(text or "", what):
+        key, separator, raw = (part.strip() for part in item.partition("="))
+        if not separator or not key:
+            raise ValueError(f"{what}: expected comma-separated key=value pairs, got {item!r}")
+        *parents, leaf = key.split(".")
+        target = parsed
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"{what}: {key!r}: {parent!r} is both a value and a group")
+        if leaf in target:
+            raise ValueError(f"{what}: {key!r} is given twice")
+        target[leaf] = _override_value(raw, what)
+    return parsed
+
+
+def _split_top_level(text: str, what: str) -> list[str]:
+    """Split on commas outside brackets."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0:
+            raise ValueError(f"{what}: unbalanced ']' in {text!r}")
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise ValueError(f"{what}: unbalanced '[' in {text!r}")
+    return [item.strip() for item in [*items, current] if item.strip()]
+
+
+def _override_value(raw: str, what: str):
+    if raw.startswith("["):
+        if not raw.endswith("]"):
+            raise ValueError(f"{what}: a list value must end with ']', got {raw!r}")
+        return tuple(_override_value(item, what) for item in _split_top_level(raw[1:-1], what))
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw

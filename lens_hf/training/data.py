@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-
 import datasets
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -12,35 +10,18 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from ..data import available_builders, load_builder
 from ..data.transforms import LensTrainingTransform
 from ..image_processing_lens import LensImageProcessor
-from .recipes import parse_key_values
+from ..tasks import Task, get_task
+from .arguments import parse_overrides
 
-
-@dataclass(frozen=True)
-class TaskData:
-    """Columns a task reads, and the builder config it uses by default."""
-
-    input_column: str
-    target_column: str | None
-    default_config: str
-    target_is_image: bool = False
-
-
-TASKS = {
-    "pretraining": TaskData("image", None, "model_ii"),
-    "classification": TaskData("image", "label", "model_ii"),
-    "regression": TaskData("image", "log10_m_axion", "regression_model_ii"),
-    "lens_finding": TaskData("image", "label", "lens_finding"),
-    "super_resolution": TaskData("lr", "hr", "sr_pairs", target_is_image=True),
-}
 
 SIMULATED_BUILDER = "deeplense_sim"
 SIZE_KWARGS = {"num_train": "n_train", "num_validation": "n_validation", "num_test": "n_test"}
 
 
-def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
+def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
     """The DatasetDict for `task`: a lens_hf builder (prepared and cached with its code hash), an exported folder,
     or a Hub dataset. Fails with the missing column named if the data does not fit the task."""
-    spec = TASKS[task]
+    spec = task = get_task(task)
     name = data_args.dataset_name
     config = dataset_config_name(data_args, task)
     if os.path.isdir(name):
@@ -49,7 +30,7 @@ def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
         kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
         if data_args.data_dir:
             kwargs["data_dir"] = data_args.data_dir
-        kwargs.update(parse_key_values(data_args.builder_kwargs))
+        kwargs.update(parse_overrides(data_args.dataset_overrides, "--dataset_overrides"))
         for argument, builder_kwarg in SIZE_KWARGS.items():
             if getattr(data_args, argument) is not None:
                 kwargs[builder_kwarg] = getattr(data_args, argument)
@@ -63,7 +44,7 @@ def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
             if column is not None and column not in part.column_names:
                 raise ValueError(
                     f"dataset {name!r} (config {config!r}) split {split!r} has no column {column!r}, which task "
-                    f"{task!r} reads; its columns are {part.column_names}."
+                    f"{task.name!r} reads; its columns are {part.column_names}."
                 )
     if "train" not in dataset:
         raise ValueError(f"dataset {name!r} (config {config!r}) has no 'train' split; it has {list(dataset)}.")
@@ -76,11 +57,11 @@ def load_task_dataset(data_args, task: str) -> datasets.DatasetDict:
     )
 
 
-def dataset_config_name(data_args, task: str) -> str | None:
+def dataset_config_name(data_args, task: str | Task) -> str | None:
     """The config asked for, else the task's default config of the simulator (other sources: their default)."""
     if data_args.dataset_config:
         return data_args.dataset_config
-    return TASKS[task].default_config if data_args.dataset_name == SIMULATED_BUILDER else None
+    return get_task(task).default_dataset_config if data_args.dataset_name == SIMULATED_BUILDER else None
 
 
 def _has_config(folder: str, config: str) -> bool:
@@ -143,14 +124,16 @@ def saved_processor(path: str | None, trust_remote_code: bool = False) -> LensIm
 
 
 class ModelInputs(torch.utils.data.Dataset):
-    """Rows of `dataset` read as numpy and batched into {"pixel_values", "labels"} normalised by the processor.
+    """Rows of `dataset` read as numpy and batched into {"pixel_values", "labels", "row_index"} normalised by the
+    processor (`row_index`: the row's position in `dataset`, which keys per-row randomness such as the fixed
+    evaluation masks of pretraining).
 
     Reading numpy and normalising whole batches in the collate function is several times faster than
     `set_transform` (which hands Python lists); augmentation happens in the training loop, where its randomness
     is resume-exact."""
 
-    def __init__(self, dataset: datasets.Dataset, processor, task: str):
-        spec = TASKS[task]
+    def __init__(self, dataset: datasets.Dataset, processor, task: str | Task):
+        spec = get_task(task)
         columns = [c for c in (spec.input_column, spec.target_column) if c is not None]
         self.rows = dataset.with_format("numpy", columns=columns)
         self.transform = LensTrainingTransform(
@@ -165,17 +148,23 @@ class ModelInputs(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict:
-        return self.rows[int(index)]
+        return {**self.rows[int(index)], ROW_INDEX: int(index)}
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         batch = self.rows[[int(i) for i in indices]]
-        return [{key: values[i] for key, values in batch.items()} for i in range(len(indices))]
+        return [{**{key: values[i] for key, values in batch.items()}, ROW_INDEX: int(index)}
+                for i, index in enumerate(indices)]
 
     def collate(self, rows: list[dict]) -> dict:
-        return self.transform.collate(rows)
+        batch = self.transform.collate(rows)
+        batch[ROW_INDEX] = torch.tensor([row[ROW_INDEX] for row in rows], dtype=torch.int64)
+        return batch
 
 
-def model_inputs(dataset: datasets.Dataset, processor, task: str) -> ModelInputs:
+ROW_INDEX = "row_index"
+
+
+def model_inputs(dataset: datasets.Dataset, processor, task: str | Task) -> ModelInputs:
     return ModelInputs(dataset, processor, task)
 
 

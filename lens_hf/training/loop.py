@@ -1,8 +1,8 @@
 """The training loop every script shares: gradient accumulation, per-step schedule, logging to the tracker and
 to `logs/train_log.jsonl`, periodic evaluation, checkpoints, exact resume, and a stop on a non-finite loss.
 
-Randomness inside a step (MAE masks, D4 augmentation) comes from a generator seeded by (seed, step, rank), so a
-resumed run draws exactly what the uninterrupted run drew; dropout/drop-path use torch's global RNG, whose state
+Randomness inside a step (MAE masks, D4 augmentation) comes from a generator seeded by (seed, step, rank)
+(`lens_hf.seeds`), so a resumed run draws exactly what the uninterrupted run drew; dropout/drop-path use torch's global RNG, whose state
 `save_state`/`load_state` carry."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..seeds import seeded_generator
 from .checkpoint import TrainState, complete_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -27,27 +28,12 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/Inf: training stops and the checkpoints written so far stay as they are."""
 
 
+STEP_STREAM = "train-step"
+
+
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
-    return generator
-
-
-def random_d4(images: torch.Tensor, generator: torch.Generator, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One random element of D4 (rotation by k·90°, then an optional flip) per example, applied identically to
-    `images` and to each of `others` (e.g. the HR target of an SR pair). Lensing has no preferred orientation."""
-    batch = images.shape[0]
-    choice = torch.randint(0, 8, (batch,), generator=generator, device=generator.device).to(images.device)
-    outputs = []
-    for tensor in (images, *others):
-        result = torch.empty_like(tensor)
-        for k in range(8):
-            rows = choice == k
-            if rows.any():
-                rotated = torch.rot90(tensor[rows], k % 4, dims=(-2, -1))
-                result[rows] = rotated.flip(-1) if k >= 4 else rotated
-        outputs.append(result)
-    return tuple(outputs)
+    """The generator of micro-step `step` on `rank` (augmentation, masks): seeded by (seed, step, rank) only."""
+    return seeded_generator(seed, STEP_STREAM, step, rank, device=device)
 
 
 class TrainLog:
@@ -92,7 +78,8 @@ def fit(
     """Train `model` for `total_steps` optimizer steps.
 
     Args:
-        loss_fn: `(model, batch, generator) -> loss` on this process's batch.
+        loss_fn: `(model, batch, generator) -> loss` on this process's batch; `generator` is the micro-step's
+            (see `step_generator`). The runner passes the task's loss hook here (`Task.loss`).
         evaluate_fn: `(model) -> dict[str, float]`, called on every process (gather inside), every
             `run_args.eval_steps` steps or at the end of each epoch; its numbers go to the tracker and the log.
     """

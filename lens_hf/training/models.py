@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..models.lens_mae import LensMAEConfig
-from .recipes import MODEL_PRESETS, parse_key_values
+from .arguments import parse_overrides
+from .recipes import MODEL_PRESETS
 
 
 def fresh_config(model_args, image_size: int, num_channels: int, **fields) -> LensMAEConfig:
@@ -12,13 +13,13 @@ def fresh_config(model_args, image_size: int, num_channels: int, **fields) -> Le
         raise ValueError(f"model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
     values = {**MODEL_PRESETS[model_args.model_preset], "image_size": image_size, "num_channels": num_channels}
     values.update({k: v for k, v in fields.items() if v is not None})
-    values.update(parse_key_values(model_args.config_overrides))
+    values.update(parse_overrides(model_args.config_overrides, "--config_overrides"))
     return LensMAEConfig(**values)
 
 
 def pretrained(model_class, model_args, **config_fields):
     """`model_class.from_pretrained(model_name_or_path)` with config fields (and --config_overrides) applied."""
     fields = {k: v for k, v in config_fields.items() if v is not None}
-    fields.update(parse_key_values(model_args.config_overrides))
+    fields.update(parse_overrides(model_args.config_overrides, "--config_overrides"))
     return model_class.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
                                        **fields)

@@ -21,10 +21,10 @@ from ..cards import render_model_card
 from ..hub import push_folder_to_hub
 from ..metrics import plots
 from ..metrics.functional import scalar_metrics
+from ..tasks import CONFIG_FIELD, LossContext, Task, get_task, task_of
 from .accelerator import build_accelerator
 from .arguments import arguments_to_dict
 from .data import (
-    TASKS,
     class_names,
     dataset_config_name,
     eval_dataloader,
@@ -36,13 +36,7 @@ from .data import (
     saved_processor,
     train_dataloader,
 )
-from .evaluation import (
-    collect_outputs,
-    compute_metrics,
-    make_plots,
-    recompute_batchnorm_statistics,
-    reference_metrics,
-)
+from .evaluation import collect_outputs, recompute_batchnorm_statistics
 from .loop import NonFiniteLossError, fit, read_train_log, total_training_steps
 from .optim import build_optimizer, scaled_learning_rate, warmup_cosine_schedule
 from .recipes import apply_recipe
@@ -65,61 +59,63 @@ class DataInfo:
 
 def run_training(
     *,
-    task: str,
-    recipe: str,
+    task: str | Task,
     data_args,
     model_args,
     run_args,
     build_model: Callable[[DataInfo, dict], object],
-    loss_fn: Callable,
+    recipe: str | None = None,
     extra_args=None,
     class_weights_fn: Callable[[list[int], int], list[float]] | None = None,
+    loss_weights_fn: Callable[[list[int], int], list[float]] | None = None,
     card_description: str | None = None,
     reuse_checkpoint_processor: bool = True,
     head_solver: Callable | None = None,
 ) -> dict:
-    """Train, evaluate, save and (optionally) push. Returns the final metrics by split.
+    """Train `task`, evaluate, save and (optionally) push. Returns the final metrics by split.
 
     Args:
+        task: a `lens_hf.tasks` task or its name; its loss hook (`Task.loss`) is what is minimised, its
+            metrics and plots are what is reported, and its name is stored in the saved config (`lens_task`).
         build_model: `(data_info, recipe_config) -> model`; `recipe_config` holds recipe values that belong to
             the model config (e.g. `drop_path_rate`).
-        loss_fn: `(model, batch, generator) -> loss` (see `loop.fit`).
+        recipe: a key of `recipes.RECIPES` (default: the task's `default_recipe`).
         class_weights_fn: for imbalanced classification, `(train_labels, num_classes) -> per-class sampling
             weights` for a weighted sampler.
+        loss_weights_fn: the same signature, per-class weights of the loss (`LossContext.class_weights`).
         reuse_checkpoint_processor: normalise as the checkpoint's saved processor does (False for SR, whose
             LR and HR images must stay on one scale).
-        head_solver: `(accelerator, model, train_loader, validation_loader, output_dir) -> dict` fits the model
-            instead of the SGD loop (the L-BFGS linear probe, `probe.fit_linear_probe`), on un-augmented,
-            unshuffled training rows; its dict goes into run_config.json.
+        head_solver: `(accelerator, model, train_loader, validation_loader, output_dir, class_weights) -> dict`
+            fits the model instead of the SGD loop (the L-BFGS linear probe, `probe.fit_linear_probe`), on
+            un-augmented, unshuffled training rows; its dict goes into run_config.json.
     """
-    recipe_config = apply_recipe(run_args, recipe)
+    task = get_task(task)
+    recipe = recipe or task.default_recipe
     argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
-    accelerator = build_accelerator(run_args, tracker_config=arguments_to_dict(*argument_objects), project_name=task)
+    recipe_config = apply_recipe(recipe, *argument_objects)
+    accelerator = build_accelerator(run_args, tracker_config=arguments_to_dict(*argument_objects),
+                                    project_name=task.name)
     output_dir = Path(run_args.output_dir)
 
     with accelerator.main_process_first():
         dataset = load_task_dataset(data_args, task)
-    spec = TASKS[task]
-    channels, height, _ = image_shape(dataset, spec.input_column)
+    channels, height, _ = image_shape(dataset, task.input_column)
     info = DataInfo(
         image_size=data_args.crop_size or height,
         num_channels=channels,
-        class_names=class_names(dataset) if task in ("classification", "lens_finding") else None,
-        target_size=image_shape(dataset, spec.target_column)[1] if spec.target_is_image else None,
+        class_names=class_names(dataset, task.target_column) if task.has_classes else None,
+        target_size=image_shape(dataset, task.target_column)[1] if task.target_is_image else None,
         dataset=dataset,
     )
     model = build_model(info, recipe_config)
-    if task == "super_resolution" and info.target_size != model.config.image_size * model.config.sr_scale:
-        raise ValueError(
-            f"the HR images are {info.target_size} px but the model maps {model.config.image_size} px to "
-            f"{model.config.image_size * model.config.sr_scale} px (image_size x sr_scale)."
-        )
+    setattr(model.config, CONFIG_FIELD, task.name)  # saved with the model: evaluate.py reads it back
+    task.check_model(model, info.target_size)
     processor = None
     if reuse_checkpoint_processor:
         processor = saved_processor(model_args.model_name_or_path, model_args.trust_remote_code)
     if processor is None:
         processor = make_processor(data_args, model.config.image_size, model.config.num_channels, dataset["train"],
-                                   spec.input_column)
+                                   task.input_column)
     elif (processor.size, processor.num_channels) != (model.config.image_size, model.config.num_channels):
         raise ValueError(f"the processor saved with {model_args.model_name_or_path} makes {processor.size} px, "
                          f"{processor.num_channels}-band images; the model takes {model.config.image_size} px, "
@@ -129,10 +125,15 @@ def run_training(
 
     eval_loaders = {split: eval_dataloader(view, run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
                     for split, view in views.items() if split != "train"}
-    if task == "pretraining":  # masked-patch error on seen vs held-out images, as MAE papers compare them
+    if task.scores_train_split:  # e.g. masked-patch error on seen vs held-out images, as MAE papers compare them
         train_probe = dataset["train"].select(range(min(len(dataset["train"]), len(dataset[eval_split]))))
-        eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task), run_args.per_device_eval_batch_size)
+        eval_loaders["train"] = eval_dataloader(model_inputs(train_probe, processor, task),
+                                                run_args.per_device_eval_batch_size)
 
+    class_weights = None
+    if loss_weights_fn is not None:
+        labels = list(dataset["train"][task.target_column])
+        class_weights = torch.tensor(loss_weights_fn(labels, len(info.class_names)), dtype=torch.float32)
     run_record = {**arguments_to_dict(*argument_objects),
                   "derived": {"num_processes": accelerator.num_processes, "recipe": recipe,
                               "recipe_model_config": recipe_config}}
@@ -144,10 +145,10 @@ def run_training(
         model, rows, *prepared = accelerator.prepare(model, rows, *eval_loaders.values())
         eval_loaders = dict(zip(eval_loaders, prepared))
         run_record["derived"]["head_solver"] = head_solver(accelerator, model, rows, eval_loaders[eval_split],
-                                                           output_dir)
+                                                           output_dir, class_weights)
     else:
         model, eval_loaders = train_with_sgd(accelerator, model, task, info, dataset, views, processor, eval_loaders,
-                                             eval_split, data_args, run_args, loss_fn, class_weights_fn,
+                                             eval_split, data_args, run_args, class_weights_fn, class_weights,
                                              run_record["derived"])
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
                                                    info.class_names, output_dir / "plots")
@@ -159,21 +160,21 @@ def run_training(
     if run_args.push_to_hub and accelerator.is_main_process:
         commit = push_folder_to_hub(output_dir, run_args.hub_model_id, token=run_args.hub_token,
                                     private=run_args.hub_private_repo, ignore_patterns=PUSH_IGNORE,
-                                    commit_message=f"lens-hf {task} run")
+                                    commit_message=f"lens-hf {task.name} run")
         accelerator.print(f"pushed {output_dir} to {commit}")
     accelerator.end_training()
     return metrics
 
 
-def train_with_sgd(accelerator, model, task: str, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
-                   eval_split: str, data_args, run_args, loss_fn, class_weights_fn, derived: dict):
-    """The gradient loop: shuffled (or class-weighted) batches, optimizer and warmup-cosine schedule, evaluations
-    during training, and the BatchNorm statistics recomputed on training images before the model is saved.
-    Records the learning rate, batch and step counts in `derived`; returns the prepared model and eval loaders."""
-    spec = TASKS[task]
+def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
+                   eval_split: str, data_args, run_args, class_weights_fn, class_weights, derived: dict):
+    """The gradient loop on the task's loss: shuffled (or class-weighted) batches, optimizer and warmup-cosine
+    schedule, evaluations during training, and the BatchNorm statistics recomputed on training images before
+    the model is saved. Records the learning rate, batch and step counts in `derived`; returns the prepared
+    model and eval loaders."""
     weights = labels = None
     if class_weights_fn is not None:
-        labels = list(dataset["train"][spec.target_column])
+        labels = list(dataset["train"][task.target_column])
         weights = class_weights_fn(labels, len(info.class_names))
     train_loader = train_dataloader(
         views["train"], run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
@@ -210,10 +211,15 @@ def train_with_sgd(accelerator, model, task: str, info: DataInfo, dataset, views
         refresh_batchnorm(current_model)
         outputs = collect_outputs(accelerator, current_model, eval_loaders[eval_split], task, run_args.seed)
         try:
-            return scalar_metrics(compute_metrics(task, outputs, info.class_names))
+            return scalar_metrics(task.compute_metrics(outputs, info.class_names))
         except ValueError as error:
             logger.warning("evaluation on %r skipped: %s", eval_split, error)
             return {}
+
+    def loss_fn(current_model, batch, generator):
+        context = LossContext(accelerator=accelerator, generator=generator, augment=data_args.augment,
+                              class_weights=class_weights)
+        return task.loss(current_model, batch, context)
 
     try:
         fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -227,28 +233,28 @@ def train_with_sgd(accelerator, model, task: str, info: DataInfo, dataset, views
     return model, eval_loaders
 
 
-def evaluate_splits(accelerator, model, loaders: dict, task: str, seed: int, names, plots_dir: Path):
+def evaluate_splits(accelerator, model, loaders: dict, task: str | Task, seed: int, names, plots_dir: Path):
     """Metrics of every split in `loaders` (train/validation/test order), baselines, and plots (main process
     draws; the train split gets numbers only)."""
+    task = get_task(task)
     order = {"train": 0, "validation": 1, "test": 2}
     metrics, references, figures = {}, {}, {}
     unwrapped = accelerator.unwrap_model(model)
     for split in sorted(loaders, key=lambda s: order.get(s, 9)):
         outputs = collect_outputs(accelerator, model, loaders[split], task, seed)
         try:
-            metrics[split] = compute_metrics(task, outputs, names)
+            metrics[split] = task.compute_metrics(outputs, names)
         except ValueError as error:  # e.g. a class absent from a small split: its AUC is undefined
             logger.warning("no metrics for split %r: %s", split, error)
             continue
-        references.update(reference_metrics(task, outputs, split))
+        references.update(task.reference_metrics(outputs, split))
         if accelerator.is_main_process and split != "train":
-            figures.update(make_plots(task, outputs, metrics[split], plots_dir, split,
-                                      patch_size=getattr(unwrapped.config, "patch_size", None),
-                                      unpatchify=getattr(unwrapped, "unpatchify", None)))
+            plots_dir.mkdir(parents=True, exist_ok=True)
+            figures.update(task.plots(outputs, metrics[split], plots_dir, split, unwrapped))
     return metrics, references, figures
 
 
-def save_run_folder(model, processor, output_dir: Path, task: str, metrics: dict, references: dict, figures: dict,
+def save_run_folder(model, processor, output_dir: Path, task: Task, metrics: dict, references: dict, figures: dict,
                     run_record: dict, data_args, model_args, run_args, description: str | None) -> None:
     """Model, processor, metrics.json, run_config.json, loss-curve plot and the model card (main process)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -259,20 +265,20 @@ def save_run_folder(model, processor, output_dir: Path, task: str, metrics: dict
     if steps:
         curves = {"train loss": (steps, [r["loss"] for r in log if "loss" in r])}
         figures["Training loss"] = plots.plot_loss_curves(curves, output_dir / "plots" / "loss.png")
-    run_record = {**run_record, "task": task, "base_model": model_args.model_name_or_path,
+    run_record = {**run_record, "task": task.name, "base_model": model_args.model_name_or_path,
                   "dataset": {"id": data_args.dataset_name, "config": dataset_config_name(data_args, task) or "default"},
                   "description": description}
     (output_dir / "run_config.json").write_text(json.dumps(run_record, indent=2, default=str))
     write_metrics(output_dir, task, metrics, references, figures)
-    refresh_model_card(output_dir, model, repo_id=run_args.hub_model_id)
+    refresh_model_card(output_dir, model, task, repo_id=run_args.hub_model_id)
 
 
-def write_metrics(output_dir: Path, task: str, metrics: dict, references: dict, figures: dict) -> None:
+def write_metrics(output_dir: Path, task: str | Task, metrics: dict, references: dict, figures: dict) -> None:
     """Merge into `metrics.json`: per-split scalar summaries, full results (curves, matrices), baselines, and the
     plots (caption -> path relative to the run folder) the card shows."""
     path = output_dir / "metrics.json"
     record = json.loads(path.read_text()) if path.exists() else {}
-    record["task"] = task
+    record["task"] = get_task(task).name
     for key, new in (("summary", {s: scalar_metrics(m) for s, m in metrics.items()}), ("full", metrics),
                      ("references", {n: scalar_metrics(m) for n, m in references.items()}),
                      ("plots", {c: str(Path(p).resolve().relative_to(output_dir.resolve())) for c, p in figures.items()})):
@@ -280,17 +286,18 @@ def write_metrics(output_dir: Path, task: str, metrics: dict, references: dict, 
     path.write_text(json.dumps(record, indent=2, default=float))
 
 
-def refresh_model_card(output_dir: Path, model, repo_id: str | None = None) -> Path:
+def refresh_model_card(output_dir: Path, model, task: str | Task | None = None, repo_id: str | None = None) -> Path:
     """(Re)write README.md from the folder's run_config.json and metrics.json, e.g. after scripts/evaluate.py
-    added a split or before scripts/push_to_hub.py publishes under a new repo id."""
+    added a split or before scripts/push_to_hub.py publishes under a new repo id. `task`: default the one the
+    model's config records."""
     output_dir = Path(output_dir)
+    task = get_task(task) if task is not None else task_of(model.config, where=f"{output_dir}/config.json")
     run_record = json.loads((output_dir / "run_config.json").read_text()) if (output_dir / "run_config.json").exists() else {}
     record = json.loads((output_dir / "metrics.json").read_text())
-    task = record["task"]
     dataset = run_record.get("dataset") or {"id": "unknown", "config": "default"}
     flat_args = {k: v for part in run_record.values() if isinstance(part, dict) for k, v in part.items()}
     shown = record.get("full", {})
-    if task != "pretraining":  # the training split is reported for pretraining (train vs held-out error) only
+    if not task.scores_train_split:  # the training split is shown only where the task compares it (pretraining)
         shown = {split: m for split, m in shown.items() if split != "train"}
     card = render_model_card(
         repo_id=repo_id or output_dir.name,

@@ -115,6 +115,10 @@ class LensMAEConfig(PreTrainedConfig):
             `"l1"` or `"mse"` against the high-resolution `labels`.
         check_finite_inputs (`bool`, *optional*, defaults to `True`):
             Raise on NaN/Inf pixels instead of propagating them into the loss.
+        lens_task (`str`, *optional*):
+            The lens-hf task the model was trained for (`"pretraining"`, `"classification"`, `"regression"`,
+            `"lens_finding"`, `"super_resolution"`); set by the lens-hf scripts, read back by evaluation and the
+            model card (a two-class classifier and a lens finder share a head).
 
     Example:
 
@@ -158,6 +162,7 @@ class LensMAEConfig(PreTrainedConfig):
     sr_residual: bool = True
     sr_loss: Literal["l1", "mse"] = "l1"
     check_finite_inputs: bool = True
+    lens_task: str | None = None
 
     def __post_init__(self, **kwargs):
         self._reject_unknown_kwargs(kwargs)
