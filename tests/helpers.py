@@ -30,6 +30,20 @@ def tiny_config(**overrides):
     return LensMAEConfig(**{**TINY, **overrides})
 
 
+def load_script(name: str):
+    """A script of scripts/ as a module, to call its `main(argv)` in this process (faster than a subprocess)."""
+    import importlib.util
+
+    module_name = "lens_hf_test_script_" + Path(name).stem
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
 # A meta-path hook that makes `import lens_hf` fail, so a subprocess proves the Hub copy of the code is enough.
 BLOCK_LENS_HF = """
 import sys, importlib.abc
