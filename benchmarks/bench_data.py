@@ -1,4 +1,4 @@
-"""Data-loading throughput vs training consumption: data must never be the bottleneck (DESIGN §7).
+"""Data-loading throughput vs training consumption: data must never be the bottleneck.
 
 The data path is the real one: files in the foundation-set layout -> the `deeplense` builder ->
 Parquet export -> `datasets.load_dataset(folder)` -> `with_training_transforms` (random D4 +

@@ -5,7 +5,7 @@ timings taken alternately in one run. lenstronomy gets its best case: one ImageM
 scene, reused, with only the per-image parameters changing (the published DeepLenseSim code
 rebuilds it for every image, which is slower). Same parameters in both (our metadata), same
 pixels, PSF and noise model; Models II/III are rendered single-plane with the rescaled lens
-(DESIGN.md section 3) in both.
+(docs/simulation.md) in both.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_simulation.py [--quick]
 """

@@ -75,7 +75,7 @@ def main(argv=None):
         metrics = summary(run)
         published_accuracy = None if name == "mae_linear_probe" else (task.model, "accuracy")
         published_auc = {"mae_linear_probe": ("probe", "roc_auc_micro"),
-                         # the FM set of DESIGN §8 is 64 px, 3-class, Model II-like: our model_ii row answers it
+                         # the published FM set is 64 px, 3-class, Model II-like: our model_ii row answers it
                          "mae_finetune": ("foundation", "roc_auc_micro") if task.model == "model_ii" else None}.get(name)
         results += [(f"{name}/accuracy", published_accuracy, metrics["accuracy"], run),
                     (f"{name}/roc_auc_micro", published_auc, metrics["roc_auc_micro"], run),

@@ -1,4 +1,4 @@
-"""`make bench`: the speed suite (DESIGN §7), one line per figure, every figure a ratio measured in one run.
+"""`make bench`: the speed suite, one line per figure, every figure a ratio measured in one run.
 
 Runs each benchmark in its own single-threaded process, in this order: simulator vs lenstronomy, LensMAE vs
 ViTMAE train step, data loading vs training consumption, train-step FLOP/s vs the machine's matmul peak.

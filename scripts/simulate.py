@@ -5,7 +5,7 @@
     python scripts/simulate.py --preset model_i --preset_overrides noise=false,classes=[cdm] --output_dir data/cdm
     python scripts/simulate.py simulate.yaml            # the same arguments from a YAML/JSON file
 
-Layouts (DESIGN.md section 2), so the readers can be tried on exactly what users have:
+Layouts (those of the published data sets), so the readers can be tried on exactly what users have:
   model_i/ii/iii: <out>/Model_II/{axion,cdm,no_sub}/*.npy and <out>/Model_II_test/... ; one (H, W)
                   image per file (Model I: int64 counts, II/III: float64), axion files pickled
                   object arrays [image, mass_eV] as DeepLenseSim writes them;

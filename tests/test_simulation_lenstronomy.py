@@ -242,7 +242,7 @@ def test_model_i_images_match_lenstronomy():
 def test_model_ii_and_iii_images_match_lenstronomy_single_plane_with_rescaled_lens(name):
     preset = get_preset(name)
     result = _compare(preset, 3)
-    # the single-plane equivalents of DESIGN section 3
+    # the single-plane equivalents of the Model II/III deflection rescaling (docs/simulation.md)
     assert float(result.metadata["einstein_radius_arcsec"][0]) == pytest.approx(0.8118, abs=1e-4)
     assert float(result.metadata["shear_gamma1"][0]) == pytest.approx(0.0317, abs=1e-4)
     cdm_theta = result.metadata["subhalo_theta_e"][1]

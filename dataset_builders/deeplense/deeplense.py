@@ -1,5 +1,5 @@
 """DeepLense data already on disk: DeepLenseSim Model I/II/III, the common test set and the
-64x64 foundation-model set (DESIGN §2), as a `datasets.GeneratorBasedBuilder`.
+64x64 foundation-model set, as a `datasets.GeneratorBasedBuilder`.
 
 Instantiate through `lens_hf.data.load_builder("deeplense", "model_i", data_dir=...)`; datasets
 >= 4 no longer runs loading scripts, so this file is never passed to `load_dataset`.

@@ -1,4 +1,5 @@
-"""The dataset schema of DESIGN §2, in one place so every builder writes the same columns."""
+"""The dataset schema (`image` Array3D (C, H, W) float32, `label` ClassLabel, metadata Value columns), in one
+place so every builder writes the same columns."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -28,7 +29,7 @@ def lens_features(
     extra_float_columns: Sequence[str] = (),
 ) -> datasets.Features:
     """Features with image columns (`{"image": (C,H,W)}` or `{"lr": ..., "hr": ...}`), an optional
-    `label` ClassLabel, DESIGN's metadata columns and any other float32 columns."""
+    `label` ClassLabel, the physical metadata columns and any other float32 columns."""
     features = {name: image_array(shape) for name, shape in images.items()}
     if class_names is not None:
         features["label"] = datasets.ClassLabel(names=list(class_names))

@@ -1,4 +1,4 @@
-"""Finding the files of each real on-disk layout (DESIGN §2), in sorted order.
+"""Finding the files of each real on-disk layout, in sorted order.
 
 Folder-level problems (a missing or empty class folder) always raise; per-file problems (an
 LR image without its HR partner, a catalogue row without its FITS file) go to `on_bad_file`,

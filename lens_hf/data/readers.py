@@ -1,4 +1,4 @@
-"""Readers for the on-disk formats lensing data comes in (DESIGN §2).
+"""Readers for the on-disk formats lensing data comes in.
 
 Every reader returns channel-first float32 arrays and raises `LensDataError`, naming the
 file and what was expected, for anything that would otherwise become a silently wrong row:

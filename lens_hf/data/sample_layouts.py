@@ -1,4 +1,4 @@
-"""Write small folders in the exact real on-disk layouts (DESIGN §2), filled with random pixels.
+"""Write small folders in the exact real on-disk layouts, filled with random pixels.
 
 For trying the builders without the real data, for the tests, and for the documentation's
 examples, which must run anywhere. The values are noise, not lenses.

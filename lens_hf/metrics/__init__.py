@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §6 as `evaluate` modules that load offline, plus the plain functions and plots.
+"""The metrics of every lens-hf task as `evaluate` modules that load offline, plus the plain functions and plots.
 
 `evaluate.load("accuracy")` fetches its script from the Hub and fails offline, so lens_hf ships its
 own modules, one folder each (`lens_hf/metrics/<name>/<name>.py`). `load(name)` is
@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
-METRIC_NAMES = ("classification", "lens_finding", "regression", "super_resolution", "masked_reconstruction")
+# The bundled modules: every folder <name>/ holding <name>.py (each task names its own, `Task.metric_module`).
+METRIC_NAMES = tuple(sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file()))
 
 
 def module_path(name: str) -> Path:

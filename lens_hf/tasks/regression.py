@@ -16,6 +16,7 @@ class RegressionTask(Task):
     target_column = "log10_m_axion"
     default_dataset_config = "regression_model_ii"
     metric_module = "regression"
+    quantity = "log10(m/eV)"  # the target, as the plots name it
     card = CardSection(
         title="dark-matter (axion) mass regression, log10(m / eV)",
         auto_class="AutoModelForImageClassification",
@@ -37,5 +38,7 @@ class RegressionTask(Task):
         return functional.regression_metrics(outputs["predictions"].reshape(-1), outputs["targets"].reshape(-1))
 
     def plots(self, outputs, metrics, folder: Path, split, model):
-        return {f"Predicted vs true log10(m/eV) ({split})": plots.plot_regression_scatter(
-            outputs["targets"].reshape(-1), outputs["predictions"].reshape(-1), folder / f"regression_{split}.png")}
+        scatter = plots.plot_regression_scatter(outputs["targets"].reshape(-1), outputs["predictions"].reshape(-1),
+                                                folder / f"regression_{split}.png", title=self.card.title,
+                                                quantity=self.quantity)
+        return {f"Predicted vs true {self.quantity} ({split})": scatter}
