@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+
 import datasets
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -21,7 +22,7 @@ SIZE_KWARGS = {"num_train": "n_train", "num_validation": "n_validation", "num_te
 def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
     """The DatasetDict for `task`: a lens_hf builder (prepared and cached with its code hash), an exported folder,
     or a Hub dataset. Fails with the missing column named if the data does not fit the task."""
-    spec = task = get_task(task)
+    task = get_task(task)
     name = data_args.dataset_name
     config = dataset_config_name(data_args, task)
     if os.path.isdir(name):
@@ -40,7 +41,7 @@ def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
     if not isinstance(dataset, datasets.DatasetDict):
         dataset = datasets.DatasetDict({"train": dataset})
     for split, part in dataset.items():
-        for column in (spec.input_column, spec.target_column):
+        for column in (task.input_column, task.target_column):
             if column is not None and column not in part.column_names:
                 raise ValueError(
                     f"dataset {name!r} (config {config!r}) split {split!r} has no column {column!r}, which task "
@@ -133,15 +134,15 @@ class ModelInputs(torch.utils.data.Dataset):
     is resume-exact."""
 
     def __init__(self, dataset: datasets.Dataset, processor, task: str | Task):
-        spec = get_task(task)
-        columns = [c for c in (spec.input_column, spec.target_column) if c is not None]
+        task = get_task(task)
+        columns = [c for c in (task.input_column, task.target_column) if c is not None]
         self.rows = dataset.with_format("numpy", columns=columns)
         self.transform = LensTrainingTransform(
             processor,
             augment=False,
-            image_column=spec.input_column,
-            label_column=None if spec.target_is_image else spec.target_column,
-            target_column=spec.target_column if spec.target_is_image else None,
+            image_column=task.input_column,
+            label_column=None if task.target_is_image else task.target_column,
+            target_column=task.target_column if task.target_is_image else None,
         )
 
     def __len__(self) -> int:
