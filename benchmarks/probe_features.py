@@ -27,7 +27,7 @@ from transformers import AutoImageProcessor  # noqa: E402
 from lens_hf import LensMAEModel  # noqa: E402
 from lens_hf.data import load_builder  # noqa: E402
 from lens_hf.training import parse_arguments  # noqa: E402
-from lens_hf.training.evaluation import compute_metrics  # noqa: E402
+from lens_hf.tasks import get_task  # noqa: E402
 
 
 @dataclass
@@ -73,7 +73,8 @@ def processed_splits(dataset, processor) -> list[tuple[torch.Tensor, np.ndarray]
 def logistic_regression_metrics(train, validation, test, class_names) -> dict:
     """The project's classification metrics (accuracy, micro/macro AUC, ...) of `logistic_regression` on test."""
     log_probabilities = np.log(np.clip(logistic_regression(train, validation, test), 1e-12, None))
-    return compute_metrics("classification", {"predictions": log_probabilities, "targets": test[1]}, class_names)
+    return get_task("classification").compute_metrics({"predictions": log_probabilities, "targets": test[1]},
+                                                   class_names)
 
 
 def main(argv=None):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import summary
+from lens_hf.scripts.stages import summary
 
 # Images are cropped to the lensed region (the ring sits within ~30% of a DeepLense frame) and standardised.
 GEOMETRY = {"model_i": dict(crop=80, patch=8), "model_ii": dict(crop=32, patch=4), "model_iii": dict(crop=40, patch=4)}

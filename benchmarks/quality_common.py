@@ -1,6 +1,6 @@
-"""Shared pieces of the quality benchmarks (one script per row of DESIGN §8): arguments, the published numbers,
-and the printed / saved comparison. Every number is produced by re-running the scripts; nothing is hard-coded but
-the published references themselves."""
+"""Shared pieces of the quality benchmarks (one script per row of the quality table): arguments, the published
+numbers, and the printed / saved comparison. Every number is produced by re-running the scripts; nothing is
+hard-coded but the published references themselves."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lens_hf.training import parse_arguments  # noqa: E402
-from lens_hf.training.stages import run_stage, stage_environment  # noqa: E402
+from lens_hf.scripts.stages import run_stage, stage_environment  # noqa: E402
 
-# DESIGN §8: what DeepLense reported, on its data (ours: the simulator's faithful re-creation of that data).
+# What DeepLense reported, on its data (ours: the simulator's faithful re-creation of that data).
 PUBLISHED = {
     ("model_i", "accuracy"): (0.915, "CvT; equivariant CNN 0.947"),
     ("model_ii", "accuracy"): (0.994, "DeepLense Model II"),
@@ -69,8 +69,18 @@ def setup(extra_dataclasses=(), argv=None):
     return parsed, out, stage, common
 
 
+def relative_folder(folder, out: Path) -> str:
+    """`folder` as the results JSON records it: relative to the output folder (`--output_dir`), so the JSON names
+    no folder of the machine that produced it. A description that is not a path ("in-process (scikit-learn)")
+    is kept as it is."""
+    if not isinstance(folder, Path) and not os.path.isabs(str(folder)):
+        return str(folder)
+    return Path(os.path.relpath(Path(folder).resolve(), Path(out).resolve())).as_posix()
+
+
 def report(row: str, results: list[tuple], out: Path, started: float, args) -> None:
-    """Print one line per figure (ours beside the published number) and save them as JSON."""
+    """Print one line per figure (ours beside the published number, with the run folder) and save them as JSON,
+    run folders relative to `out`."""
     device = "GPU " + __import__("torch").cuda.get_device_name() if __import__("torch").cuda.is_available() else "CPU"
     print(f"\n# {row}: size={args.size}, seed={args.seed}, {device}, {time.time() - started:.0f} s")
     lines = []
@@ -78,7 +88,8 @@ def report(row: str, results: list[tuple], out: Path, started: float, args) -> N
         published, what = PUBLISHED.get(key, (None, "")) if key else (None, "")
         reference = f"published {published} ({what})" if published is not None else "no published figure"
         print(f"{row}/{name} {value:.4f}  [{reference}]  {folder}")
-        lines.append(dict(name=name, value=value, published=published, published_what=what, folder=str(folder)))
+        lines.append(dict(name=name, value=value, published=published, published_what=what,
+                          folder=relative_folder(folder, out)))
     path = out / f"quality_{row}.json"
     path.write_text(json.dumps({"row": row, "size": args.size, "seed": args.seed, "device": device,
                                 "seconds": time.time() - started, "figures": lines}, indent=2))

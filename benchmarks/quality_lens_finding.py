@@ -10,7 +10,7 @@ import time
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import summary
+from lens_hf.scripts.stages import summary
 
 SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, train=3, steps=3),
          "cpu": dict(n=(4000, 1000, 2000), preset="small", batch=64, steps=500),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from quality_classification import GEOMETRY, SIZES
 from quality_common import report, setup
 
-from lens_hf.training.stages import summary
+from lens_hf.scripts.stages import summary
 
 
 @dataclass

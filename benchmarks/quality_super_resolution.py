@@ -10,7 +10,7 @@ import time
 
 from quality_common import report, setup
 
-from lens_hf.training.stages import references, summary
+from lens_hf.scripts.stages import references, summary
 
 SIZES = {"smoke": dict(n=(64, 16, 32), preset="tiny", batch=16, pretrain=3, train=3, steps=3),
          "cpu": dict(n=(2000, 200, 400), preset="small", batch=32, pretrain=300, train=300),

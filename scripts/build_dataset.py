@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # runnable from a source checkout without installing
-    sys.path.insert(0, str(REPO_ROOT))
-
-from lens_hf.data import LensDataError, available_builders, export_builder, prepare_builder, push_exported  # noqa: E402
-from lens_hf.training.arguments import parse_arguments, parse_overrides  # noqa: E402
+from lens_hf.data import LensDataError, available_builders, export_builder, prepare_builder, push_exported
+from lens_hf.training.arguments import parse_arguments, parse_overrides
 
 logger = logging.getLogger("build_dataset")
 

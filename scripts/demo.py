@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from lens_hf.training import parse_arguments  # noqa: E402
-from lens_hf.training.stages import references, run_stage, stage_environment, summary  # noqa: E402
+from lens_hf.scripts.stages import references, run_stage, stage_environment, summary
+from lens_hf.training import parse_arguments
 
 # Model II images are 64 px with the lensed ring within the central ~32 px: the demo crops there (patch 4 -> 64
 # tokens), standardises with training-split statistics and uses a BatchNorm head, which is what lets a small ViT

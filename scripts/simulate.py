@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from lens_hf.data.sample_layouts import save_axion_pair  # noqa: E402
-from lens_hf.simulation import PRESETS, get_preset, simulate  # noqa: E402
-from lens_hf.simulation.presets import SUBSTRUCTURE_TYPES  # noqa: E402
-from lens_hf.training.arguments import parse_arguments, parse_overrides  # noqa: E402
+from lens_hf.data.sample_layouts import save_axion_pair
+from lens_hf.simulation import PRESETS, get_preset, simulate
+from lens_hf.simulation.presets import SUBSTRUCTURE_TYPES
+from lens_hf.training.arguments import parse_arguments, parse_overrides
 
 MODEL_FOLDERS = {"model_i": "Model_I", "model_ii": "Model_II", "model_iii": "Model_III"}
 # The pretraining folders use the foundation-model set's class names for the substructure drawn.

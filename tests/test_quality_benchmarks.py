@@ -1,5 +1,5 @@
-"""The quality benchmark scripts (one per row of DESIGN §8) run end to end at their smoke size and write the
-figures they print; the CPU and full sizes are the same code with more data and steps."""
+"""The quality benchmark scripts (one per row of the quality table in BENCHMARKS.md) run end to end at their smoke
+size and write the figures they print; the CPU and full sizes are the same code with more data and steps."""
 
 import json
 import subprocess
@@ -16,6 +16,32 @@ def run_benchmark(name: str, output_dir, *extra) -> subprocess.CompletedProcess:
                             env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stderr[-4000:]
     return result
+
+
+def absolute_paths(value) -> list[str]:
+    """Every string in a parsed JSON value that is an absolute path (or holds one: "/work/x" inside a sentence)."""
+    if isinstance(value, dict):
+        return [found for item in value.values() for found in absolute_paths(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in absolute_paths(item)]
+    if isinstance(value, str) and any(word.startswith(("/", "~")) or word[1:3] in (":\\", ":/")
+                                      for word in value.split()):
+        return [value]
+    return []
+
+
+def test_results_record_run_folders_relative_to_the_output_folder(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from quality_common import relative_folder
+
+    out = tmp_path / "bench"
+    assert relative_folder(out / "model_ii" / "finetune", out) == "model_ii/finetune"
+    assert relative_folder(str(out / "sr"), out) == "sr"
+    assert relative_folder("in-process (scikit-learn)", out) == "in-process (scikit-learn)"
+    assert absolute_paths({"figures": [{"folder": "model_ii/finetune"}, {"folder": "in-process (scikit-learn)"}]}) == []
+    assert absolute_paths({"figures": [{"folder": "/work/runs/q_ii3/model_ii/finetune"}]}) != []
+    for saved in sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json")):  # the committed results too
+        assert absolute_paths(json.loads(saved.read_text())) == [], saved.name
 
 
 @pytest.mark.parametrize("row,saved,expected", [
@@ -35,6 +61,9 @@ def test_quality_row_smoke(tmp_path, row, saved, expected):
     assert expected <= names and record["size"] == "smoke"
     for figure in record["figures"]:
         assert f"/{figure['name']} {figure['value']:.4f}" in result.stdout  # printed, one line per figure
+    # no folder of this machine in the JSON: run folders are relative to --output_dir, and are there
+    assert absolute_paths(record) == [] and str(tmp_path) not in json.dumps(record)
+    assert all((tmp_path / f["folder"]).is_dir() for f in record["figures"] if f["folder"] != "in-process (scikit-learn)")
     if row == "classification":  # the Model II finetune answers the FM set's published micro-AUC
         published = {figure["name"]: figure["published"] for figure in record["figures"]}
         assert published["mae_finetune/roc_auc_micro"] == 0.97 and published["mae_linear_probe/roc_auc_micro"] == 0.58
@@ -91,16 +120,16 @@ def test_quality_cost_counts_resnet18_like_the_literature_and_prints_every_row()
 
 
 def test_a_stage_counts_as_finished_only_with_its_own_command_and_a_completed_run(tmp_path):
-    from lens_hf.training.stages import STAGE_RECORD, finished_with, run_stage, stage_environment
+    from lens_hf.scripts.stages import STAGE_RECORD, finished_with, run_stage, stage_environment
 
     folder = tmp_path / "run"
-    words = ["python", "scripts/finetune.py", "--max_steps", "5", "--output_dir", str(folder)]
+    words = ["python", "-m", "lens_hf.scripts.finetune", "--max_steps", "5", "--output_dir", str(folder)]
     (folder / "logs").mkdir(parents=True)
     (folder / STAGE_RECORD).write_text(json.dumps({"command": words}))
     assert not finished_with(folder, words)  # no metrics.json: the run did not finish
     (folder / "metrics.json").write_text("{}")
     assert finished_with(folder, words)
-    assert not finished_with(folder, [*words[:3], "6", *words[4:]])
+    assert not finished_with(folder, [*words[:4], "6", *words[5:]])
     assert finished_with(folder, [*words, "--save_steps", "250", "--resume_from_checkpoint", "latest"])
     (folder / STAGE_RECORD).write_text("{not json")
     assert not finished_with(folder, words)

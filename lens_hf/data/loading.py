@@ -8,6 +8,7 @@ reader or a changed data folder therefore never serves the old cache.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import importlib.util
 import inspect
 import os
@@ -21,18 +22,23 @@ import datasets
 from .builder_base import LensGeneratorBuilder
 
 BUILDERS_DIR_ENV = "LENS_HF_BUILDERS_DIR"
-_LENS_HF_ROOT = Path(__file__).resolve().parents[1]
 _DATA_PACKAGE = Path(__file__).resolve().parent
+# The project's resource folders and the packages they install as (setup.cfg `package_dir`): the repository keeps
+# them at its top level, a wheel ships them inside lens_hf.
+RESOURCE_PACKAGES = {"dataset_builders": "lens_hf.dataset_builders", "model_cards": "lens_hf.model_cards"}
 
 
 def project_resource(relative: str, what: str) -> Path:
-    """A file or folder that ships beside the `lens_hf` package (dataset_builders/, model_cards/)."""
-    path = _LENS_HF_ROOT.parent / relative
+    """A file or folder of the project's resources ("model_cards/model_card.md", "dataset_builders"), found with
+    importlib.resources wherever lens-hf is installed (a wheel, or an editable install of the repository)."""
+    top, _, rest = relative.partition("/")
+    if top not in RESOURCE_PACKAGES:
+        raise ValueError(f"{relative!r}: lens-hf resources live in {sorted(RESOURCE_PACKAGES)}")
+    path = Path(str(importlib.resources.files(RESOURCE_PACKAGES[top]).joinpath(rest) if rest
+                    else importlib.resources.files(RESOURCE_PACKAGES[top])))
     if not path.exists():
-        raise FileNotFoundError(
-            f"{what} not found at {path}; lens_hf expects the project's {relative} next to the lens_hf package "
-            f"(install lens-hf from its source tree with `pip install -e .`)"
-        )
+        raise FileNotFoundError(f"{what} not found at {path}: the lens-hf installation lacks {relative} "
+                                "(reinstall lens-hf)")
     return path
 
 
@@ -84,6 +90,16 @@ def _source_files(module: ModuleType) -> list[Path]:
     return files
 
 
+def _package_relative(path: Path) -> str:
+    """`path` from the top of the package (or folder of builders) that holds it: the same name in a checkout and
+    in any installation."""
+    path = Path(path).resolve()
+    top = path.parent
+    while (top.parent / "__init__.py").is_file():
+        top = top.parent
+    return path.relative_to(top.parent if (top / "__init__.py").is_file() else top).as_posix()
+
+
 def data_dir_fingerprint(data_dir: str, digest: "hashlib._Hash") -> None:
     """Feed every file's relative path, size and mtime under `data_dir` into `digest`, in sorted order."""
     root = Path(data_dir)
@@ -96,9 +112,11 @@ def data_dir_fingerprint(data_dir: str, digest: "hashlib._Hash") -> None:
 
 
 def builder_hash(module: ModuleType, data_dir: Optional[str] = None) -> str:
+    """A digest of the builder's code, the lens_hf code it depends on (each file named by its path inside its
+    package, so two `__init__.py` are told apart) and the data folder's listing."""
     digest = hashlib.sha256()
     for path in _source_files(module):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(_package_relative(path).encode() + b"\0" + path.read_bytes())
     if data_dir and os.path.isdir(data_dir):
         data_dir_fingerprint(data_dir, digest)
     return digest.hexdigest()[:16]

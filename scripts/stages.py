@@ -1,5 +1,7 @@
 """Running the scripts as stages of a larger job (the demo, the quality benchmarks): each stage is the ordinary
-command line, printed before it runs, so any stage can be rerun or scaled up by hand."""
+command line (`python -m lens_hf.scripts.<name> ...`, which works from a checkout and from an installed wheel),
+printed before it runs, so any stage can be rerun or scaled up by hand. A secret among the arguments (a Hub
+token) is shown and recorded as `***`."""
 
 from __future__ import annotations
 
@@ -10,13 +12,24 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from lens_hf.redaction import is_secret
+
+HIDDEN = "***"
 
 
 def stage_environment(threads: int) -> dict:
-    """The environment of a stage: `threads` torch threads, quiet transformers, the repository importable."""
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "TRANSFORMERS_VERBOSITY": "error",
-            "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    """The environment of a stage: `threads` torch threads, quiet transformers."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def shown(words: list[str]) -> list[str]:
+    """`words` as printed and recorded: the value of a secret flag (`--hub_token X`) and any token-like word
+    replaced by `***`."""
+    def hidden(index: int, word: str) -> bool:
+        flag = words[index - 1] if index else ""
+        return (flag.startswith("--") and is_secret(flag[2:])) or is_secret("", word)
+
+    return [HIDDEN if hidden(index, word) else word for index, word in enumerate(words)]
 
 
 # Written into a finished stage's run folder: the command line that produced it (logs/ is not pushed to the Hub).
@@ -28,26 +41,28 @@ CHECKPOINT_FLAGS = ("--save_steps", "--save_total_limit", "--resume_from_checkpo
 
 def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None,
               reuse_finished: bool = False) -> Path:
-    """Run `scripts/<script> args` (must include `--output_dir`); returns the run folder.
+    """Run the script `script` ("finetune.py": `python -m lens_hf.scripts.finetune`) with `args` (which must
+    include `--output_dir`); returns the run folder.
 
     `reuse_finished`: a run folder that a previous call finished with the same command (recorded in
     `logs/stage_command.json` beside its metrics.json; checkpointing flags aside) is returned as it is instead of
     being trained again, so a long job cut off by a time limit continues where it stopped."""
-    words = ["python", f"scripts/{script}", *map(str, args)]
+    module = f"lens_hf.scripts.{Path(script).stem}"
+    words = ["python", "-m", module, *map(str, args)]
     folder = Path(words[words.index("--output_dir") + 1])
-    print(f"\n==> {title}\n$ {' '.join(words)}", flush=True)
+    print(f"\n==> {title}\n$ {' '.join(shown(words))}", flush=True)
     if reuse_finished and finished_with(folder, words):
         print(f"(finished earlier with this command: reusing {folder})", flush=True)
         return folder
     (folder / STAGE_RECORD).unlink(missing_ok=True)  # until this run finishes, the folder is not a finished run
     start = time.time()
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / script), *words[2:]], env=env, cwd=REPO_ROOT)
+    result = subprocess.run([sys.executable, *words[1:]], env=env)
     if result.returncode != 0:
         raise SystemExit(f"stage {title!r} failed (exit {result.returncode}); its command is printed above")
     if timings is not None:
         timings.append((title, time.time() - start))
     (folder / STAGE_RECORD).parent.mkdir(parents=True, exist_ok=True)
-    (folder / STAGE_RECORD).write_text(json.dumps({"command": words}, indent=1))
+    (folder / STAGE_RECORD).write_text(json.dumps({"command": shown(words)}, indent=1))
     return folder
 
 
@@ -60,7 +75,7 @@ def finished_with(folder: Path, words: list[str]) -> bool:
         recorded = json.loads(record.read_text())["command"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return False  # a damaged record: train again rather than trust it
-    return isinstance(recorded, list) and what_it_computes(recorded) == what_it_computes(words)
+    return isinstance(recorded, list) and what_it_computes(recorded) == what_it_computes(shown(words))
 
 
 def what_it_computes(words: list[str]) -> list[str]:
