@@ -1,4 +1,6 @@
-"""lens_hf.metrics against independent references: scikit-learn and scikit-image."""
+"""lens_hf.metrics: ROC, AUC, average precision, F1 and confusion matrices (which come from scikit-learn) against
+small cases computed by hand, so that a wrong wiring fails; regression against scikit-learn and SSIM/PSNR against
+scikit-image, which are independent of the code here."""
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -43,22 +45,34 @@ def test_every_bundled_module_loads_offline_with_evaluate(loaded):
         lens_hf.metrics.load("accuracy")
 
 
-def test_classification_matches_sklearn(loaded):
-    probabilities, labels = _three_class_problem()
-    result = loaded["classification"].compute(predictions=probabilities, references=labels,
+# Six examples, three classes, ties within and across classes. By hand (pairs positive > negative count 1, ties 1/2):
+# per-class one-vs-rest AUC 6/8, 6/8, 7/8; micro AUC 56.5/72 = 113/144 over 6 positive and 12 negative scores.
+HAND_PROBABILITIES = [[0.6, 0.3, 0.1], [0.3, 0.3, 0.4], [0.3, 0.5, 0.2],
+                      [0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]]
+HAND_LABELS = [0, 0, 1, 1, 2, 2]
+
+
+def test_classification_hand_computed_three_class(loaded):
+    result = loaded["classification"].compute(predictions=HAND_PROBABILITIES, references=HAND_LABELS,
                                               class_names=["no_sub", "cdm", "axion"])
-    one_hot = np.eye(3)[labels]
-    assert result["accuracy"] == pytest.approx(skm.accuracy_score(labels, probabilities.argmax(1)))
-    assert result["roc_auc_micro"] == pytest.approx(skm.roc_auc_score(one_hot, probabilities, average="micro"))
-    assert result["roc_auc_macro"] == pytest.approx(
-        skm.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
-    per_class = skm.roc_auc_score(one_hot, probabilities, average=None)
-    assert list(result["roc_auc_per_class"].values()) == pytest.approx(per_class)
-    assert result["confusion_matrix"] == skm.confusion_matrix(labels, probabilities.argmax(1)).tolist()
-    fpr, tpr, _ = skm.roc_curve(one_hot[:, 1], probabilities[:, 1], drop_intermediate=False)
-    np.testing.assert_allclose(result["roc_curves"]["cdm"]["fpr"], fpr)
-    np.testing.assert_allclose(result["roc_curves"]["cdm"]["tpr"], tpr)
+    assert result["accuracy"] == pytest.approx(0.5)  # argmax 0, 2, 1, 0, 2, 1
+    assert result["confusion_matrix"] == [[1, 0, 1], [1, 1, 0], [0, 1, 1]]  # rows true, columns predicted
+    assert result["roc_auc_per_class"] == pytest.approx({"no_sub": 0.75, "cdm": 0.75, "axion": 0.875})
+    assert result["roc_auc_macro"] == pytest.approx(2.375 / 3)
+    assert result["roc_auc_micro"] == pytest.approx(113 / 144)
+    # cdm: positives score 0.5, 0.3; negatives 0.4, 0.3, 0.3, 0.2 -> thresholds inf, 0.5, 0.4, 0.3, 0.2
+    assert result["roc_curves"]["cdm"] == {"fpr": pytest.approx([0, 0, 0.25, 0.75, 1]),
+                                           "tpr": pytest.approx([0, 0.5, 0.5, 1, 1])}
+    # micro: every distinct score is a point, collinear ones included (thresholds inf, .6, .5, .4, .3, .2, .1)
+    assert result["roc_curves"]["micro"] == {"fpr": pytest.approx(np.array([0, 0, 1, 3, 7, 11, 12]) / 12),
+                                             "tpr": pytest.approx(np.array([0, 2, 3, 3, 6, 6, 6]) / 6)}
     assert set(result["roc_curves"]) == {"no_sub", "cdm", "axion", "micro"}
+    assert result["num_examples"] == 6 and result["class_names"] == ["no_sub", "cdm", "axion"]
+
+
+def test_confusion_matrix_keeps_a_class_that_is_never_predicted():
+    result = functional.classification_metrics([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]], [0, 1, 2])
+    assert result["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
 
 
 def test_classification_from_logits_and_batches_equal_one_call(loaded):
@@ -72,20 +86,20 @@ def test_classification_from_logits_and_batches_equal_one_call(loaded):
         metric.add_batch(predictions=logits[start:start + 100], references=labels[start:start + 100])
     batched = metric.compute(from_logits=True)
     assert batched["roc_auc_micro"] == pytest.approx(whole["roc_auc_micro"])
-    assert whole["roc_auc_micro"] == pytest.approx(
-        skm.roc_auc_score(np.eye(3)[labels], probabilities, average="micro"))
+    from_probabilities = functional.classification_metrics(probabilities, labels)
+    assert whole["roc_auc_micro"] == pytest.approx(from_probabilities["roc_auc_micro"])
+    assert whole["roc_auc_per_class"] == pytest.approx(from_probabilities["roc_auc_per_class"])
+    assert whole["confusion_matrix"] == from_probabilities["confusion_matrix"]
 
 
 def test_binary_classification_takes_positive_class_probabilities(loaded):
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 2, 80)
-    positive = np.clip(0.35 * labels + rng.random(80) * 0.65, 0, 1)
-    result = loaded["classification"].compute(predictions=positive, references=labels)
-    assert result["accuracy"] == pytest.approx(skm.accuracy_score(labels, positive > 0.5))
-    assert result["roc_auc_per_class"]["1"] == pytest.approx(skm.roc_auc_score(labels, positive))
-    two_columns = np.stack([1 - positive, positive], axis=1)
-    assert result["roc_auc_micro"] == pytest.approx(
-        skm.roc_auc_score(np.eye(2)[labels], two_columns, average="micro"))
+    # P(class 1) = 0.9, 0.4, 0.6, 0.2, 0.6 for classes 1, 0, 1, 0, 0. Class 1: positives 0.9, 0.6 against
+    # negatives 0.4, 0.2, 0.6 -> (3 + 2.5) / 6. Micro over both columns: 22 of 25 pairs.
+    result = loaded["classification"].compute(predictions=[0.9, 0.4, 0.6, 0.2, 0.6], references=[1, 0, 1, 0, 0])
+    assert result["accuracy"] == pytest.approx(0.8)
+    assert result["confusion_matrix"] == [[2, 1], [0, 2]]
+    assert result["roc_auc_per_class"] == pytest.approx({"0": 5.5 / 6, "1": 5.5 / 6})
+    assert result["roc_auc_micro"] == pytest.approx(22 / 25)
 
 
 @pytest.mark.parametrize("predictions, references, message", [
@@ -100,16 +114,43 @@ def test_classification_bad_input_errors(loaded, predictions, references, messag
         loaded["classification"].compute(predictions=predictions, references=references)
 
 
-def test_lens_finding_matches_sklearn(loaded):
+# Sorted by score: 0.8 (lens), 0.8 (lens), 0.4, 0.4, 0.35 (lens), 0.2 (lens), 0.1, 0.1.
+HAND_SCORES = [0.1, 0.4, 0.35, 0.8, 0.4, 0.8, 0.2, 0.1]
+HAND_LENSES = [0, 0, 1, 1, 0, 1, 1, 0]
+
+
+def test_roc_curve_and_average_precision_hand_computed():
+    curve = functional.roc_curve(HAND_LENSES, HAND_SCORES)
+    assert curve["thresholds"] == [np.inf, 0.8, 0.4, 0.35, 0.2, 0.1]
+    assert curve["fpr"] == pytest.approx([0, 0, 0.5, 0.5, 0.5, 1])
+    assert curve["tpr"] == pytest.approx([0, 0.5, 0.5, 0.75, 1, 1])
+    assert functional.roc_auc(HAND_LENSES, HAND_SCORES) == pytest.approx(12 / 16)  # 12 of 16 pairs
+    # precision 2/2, 3/5, 4/6 where recall steps by 0.5, 0.25, 0.25
+    assert functional.average_precision(HAND_LENSES, HAND_SCORES) == pytest.approx(0.5 + 0.25 * 0.6 + 0.25 * 4 / 6)
+    assert functional.roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts one half
+    assert functional.roc_auc([True, False, False], [0.2, 0.9, 0.1]) == pytest.approx(0.5)
+
+
+def test_lens_finding_hand_computed(loaded):
+    result = loaded["lens_finding"].compute(predictions=HAND_SCORES, references=HAND_LENSES, threshold=0.4,
+                                            fpr_targets=[0.0, 0.5])
+    assert result["roc_auc"] == pytest.approx(0.75)
+    assert result["average_precision"] == pytest.approx(0.5 + 0.15 + 1 / 6)
+    assert result["tpr_at_fpr_0e+00"] == pytest.approx(0.5) and result["tpr_at_fpr_5e-1"] == pytest.approx(1.0)
+    # score >= 0.4: 0.4, 0.8, 0.4, 0.8 -> 2 lenses of 4 predicted, 2 of 4 lenses found
+    assert (result["precision"], result["recall"], result["f1"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert (result["num_positives"], result["num_negatives"], result["threshold"]) == (4, 4, 0.4)
+    nothing_found = functional.lens_finding_metrics(HAND_SCORES, HAND_LENSES, threshold=0.9)
+    assert (nothing_found["precision"], nothing_found["recall"], nothing_found["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_lens_finding_tpr_at_low_fpr_needs_many_negatives(loaded):
     scores, labels = _lens_problem()
     result = loaded["lens_finding"].compute(predictions=scores, references=labels, threshold=0.6)
-    assert result["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, scores))
-    assert result["average_precision"] == pytest.approx(skm.average_precision_score(labels, scores))
-    assert result["f1"] == pytest.approx(skm.f1_score(labels, scores >= 0.6))
-    assert result["precision"] == pytest.approx(skm.precision_score(labels, scores >= 0.6))
-    fpr, tpr, _ = skm.roc_curve(labels, scores, drop_intermediate=False)
+    curve = functional.roc_curve(labels, scores)
+    fpr, tpr = np.array(curve["fpr"]), np.array(curve["tpr"])
     for target, key in [(1e-2, "tpr_at_fpr_1e-2"), (1e-3, "tpr_at_fpr_1e-3")]:
-        assert result[key] == pytest.approx(tpr[fpr <= target].max())
+        assert result[key] == tpr[fpr <= target].max()
     assert 0 < result["tpr_at_fpr_1e-3"] < result["tpr_at_fpr_1e-2"] < 1
     assert result["num_negatives"] == int((labels == 0).sum()) > 1000
 

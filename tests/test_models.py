@@ -81,6 +81,47 @@ def test_every_class_runs_forward_and_backward(image_size, patch_size, channels)
     assert sr.vit.layers[0].fc1.weight.grad.abs().sum() > 0
 
 
+TUPLE_CASES = [  # class, config overrides, call keywords, the fields of the tuple in order (None fields left out)
+    (LensMAEModel, {}, {}, ["last_hidden_state", "mask", "ids_restore"]),
+    (LensMAEModel, {}, {"output_hidden_states": True, "output_attentions": True},
+     ["last_hidden_state", "mask", "ids_restore", "hidden_states", "attentions"]),
+    (LensMAEForPreTraining, {}, {}, ["loss", "logits", "mask", "ids_restore"]),
+    (LensMAEForImageClassification, {"num_labels": 3}, {}, ["logits"]),
+    (LensMAEForImageClassification, {"num_labels": 3}, {"labels": torch.tensor([0, 2]), "output_hidden_states": True},
+     ["loss", "logits", "hidden_states"]),
+    (LensMAEForSuperResolution, {}, {}, ["reconstruction"]),
+    (LensMAEForSuperResolution, {}, {"labels": images(2, 1, 64, seed=1)}, ["loss", "reconstruction"]),
+]
+
+
+@pytest.mark.parametrize("cls, overrides, call, fields", TUPLE_CASES,
+                         ids=[f"{case[0].__name__}-{'-'.join(case[3])}" for case in TUPLE_CASES])
+def test_return_dict_false_gives_the_output_tuple(cls, overrides, call, fields):
+    model = build(cls, attn_implementation="eager", **overrides).eval()
+    x = images(2, 1, 32)
+    noise = torch.rand(2, 16, generator=torch.Generator().manual_seed(3))
+    if cls in (LensMAEModel, LensMAEForPreTraining):
+        call = {**call, "noise": noise}
+    with torch.no_grad():
+        output = model(x, **call)
+        as_tuple = model(x, **call, return_dict=False)
+        model.config.return_dict = False
+        from_config = model(x, **call)
+        forced_dict = model(x, **call, return_dict=True)
+    assert type(output).__name__.endswith("Output") and list(output.keys()) == fields
+    for result in (as_tuple, from_config):
+        assert type(result) is tuple and len(result) == len(fields)
+        for value, field in zip(result, fields):
+            expected = output[field]
+            if isinstance(expected, tuple):
+                assert len(value) == len(expected) and all(torch.equal(a, b) for a, b in zip(value, expected))
+            else:
+                assert torch.equal(value, expected), field
+    assert list(forced_dict.keys()) == fields  # an explicit return_dict=True wins over the config
+    if cls is LensMAEForPreTraining:  # its figure helper asks for the dict whatever the config says
+        assert torch.equal(model.reconstruct(x, noise=noise)["loss"], output.loss)
+
+
 def test_fixed_noise_makes_the_mask_and_loss_deterministic():
     model = build(LensMAEForPreTraining).eval()
     x = images(3, 1, 32)

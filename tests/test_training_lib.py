@@ -1,5 +1,5 @@
-"""lens_hf.training building blocks: lr rule, parameter groups, layer decay, LARS, schedule, argument parsing,
-recipes, checkpoint resolution."""
+"""lens_hf.training building blocks: lr rule, parameter groups, layer decay (under wrappers too), LARS, schedule,
+argument parsing, recipes, checkpoint resolution."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import run_script, tiny_config
 
-from lens_hf import LensMAEForImageClassification, LensMAEForPreTraining
+from lens_hf import LensMAEForImageClassification, LensMAEForPreTraining, LensMAEModel
 from lens_hf.training import (
     LARS,
     DataArguments,
@@ -57,6 +57,51 @@ def test_layer_decay_scales_follow_depth():
     assert lrs["vit.layers.0.fc1.weight"] == pytest.approx(1e-3 * 0.25)
 
 
+class PeftLikeWrapper(torch.nn.Module):
+    """Holds a model where peft's PeftModel does: its parameters are named `base_model.model.<name>`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.base_model = torch.nn.Module()
+        self.base_model.model = model
+
+
+def lr_scales(model, layer_decay=0.5):
+    return {n: g["lr_scale"] for g in parameter_groups(model, weight_decay=0.05, layer_decay=layer_decay)
+            for n in g["names"]}
+
+
+def test_layer_decay_finds_the_encoder_under_a_wrapper():
+    bare = lr_scales(LensMAEForImageClassification(tiny_config(num_labels=3)))
+    wrapped = lr_scales(PeftLikeWrapper(LensMAEForImageClassification(tiny_config(num_labels=3))))
+    assert wrapped["base_model.model.vit.layers.0.fc1.weight"] == pytest.approx(0.5**2)
+    assert {n.removeprefix("base_model.model."): scale for n, scale in wrapped.items()} == bare
+    encoder = lr_scales(LensMAEModel(tiny_config()))  # the bare encoder: no prefix at all
+    assert encoder["embeddings.projection.weight"] == pytest.approx(0.5**3)
+    assert encoder["layers.1.fc1.weight"] == pytest.approx(0.5) and encoder["layernorm.weight"] == 1.0
+
+
+def test_layer_decay_leaves_the_pretraining_decoder_at_full_lr():
+    scales = lr_scales(LensMAEForPreTraining(tiny_config()))
+    assert scales["vit.layers.0.fc1.weight"] == pytest.approx(0.5**2)
+    assert scales["decoder.layers.0.fc1.weight"] == scales["decoder.embed.weight"] == 1.0
+
+
+def test_layer_decay_needs_a_lens_mae_encoder():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    resnet = ResNetForImageClassification(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16],
+                                                       depths=[1, 1], num_labels=3))
+    with pytest.raises(ValueError, match=r"layer_decay\) needs one LensMAE encoder .* ResNetForImageClassification "
+                                         r"has no module with `embeddings` and `layers.<i>`. Its parameters: "
+                                         r"resnet\.embedder\."):
+        parameter_groups(resnet, weight_decay=0.05, layer_decay=0.75)
+    assert {g["lr_scale"] for g in parameter_groups(resnet, weight_decay=0.05)} == {1.0}  # no decay: fine
+    two = torch.nn.ModuleDict({"a": LensMAEModel(tiny_config()), "b": LensMAEModel(tiny_config())})
+    with pytest.raises(ValueError, match=r"2 of them, at \['a', 'b'\]"):
+        build_optimizer(two, "adamw", 1e-3, 0.05, layer_decay=0.75)
+
+
 def test_linear_probe_optimizes_only_the_head_with_lars():
     model = LensMAEForImageClassification(tiny_config(num_labels=3, classifier_mode="linear_probe"))
     optimizer = build_optimizer(model, "lars", 0.1, 0.0)
@@ -77,19 +122,72 @@ def test_lars_scales_matrix_updates_by_the_trust_ratio():
     torch.testing.assert_close(bias.detach(), torch.full((4,), -3.0))  # 1-D: plain SGD
 
 
-def test_warmup_cosine_schedule():
+def expected_schedule_factor(step, warmup, total, floor):
+    """The schedule as written in `warmup_cosine_schedule`'s docstring (transformers' convention)."""
+    if step < warmup:
+        return step / warmup
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def scheduled_lrs(warmup, total, floor, steps, peak=2.0):
     parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=1.0)
-    scheduler = warmup_cosine_schedule(optimizer, warmup_steps=4, total_steps=12, min_lr_ratio=0.1)
+    optimizer = torch.optim.SGD([parameter], lr=peak)
+    scheduler = warmup_cosine_schedule(optimizer, warmup_steps=warmup, total_steps=total, min_lr_ratio=floor)
     lrs = []
-    for _ in range(12):
+    for _ in range(steps):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert lrs[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
-    assert lrs[8] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    return lrs, optimizer, scheduler
+
+
+@pytest.mark.parametrize("warmup, total, floor", [(4, 12, 0.1), (0, 7, 0.0), (3, 3, 0.2), (1, 5, 0.5)])
+def test_warmup_cosine_schedule_follows_the_written_formula_at_every_step(warmup, total, floor):
+    lrs, _, _ = scheduled_lrs(warmup, total, floor, total + 1)
+    assert lrs == pytest.approx([2.0 * expected_schedule_factor(s, warmup, total, floor) for s in range(total + 1)],
+                                abs=1e-12)
+    assert lrs[warmup] == pytest.approx(2.0)  # the peak, at step `warmup`
+    if warmup < total:
+        assert lrs[total] == pytest.approx(2.0 * floor)
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # non-increasing after the warmup
+
+
+def test_warmup_cosine_schedule_small_case_by_hand():
+    lrs, _, _ = scheduled_lrs(4, 12, 0.1, 13, peak=1.0)
+    assert lrs[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])  # warmup s / 4: lr 0 on the first step
+    assert lrs[8] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lrs[12] == pytest.approx(0.1)
+
+
+def test_warmup_cosine_schedule_validates_and_clips():
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got 0"):
+        scheduled_lrs(0, 0, 0.0, 1)
+    clipped, _, _ = scheduled_lrs(10, 4, 0.0, 4)  # warmup longer than the run: clipped to total_steps
+    assert clipped == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    negative, _, _ = scheduled_lrs(-3, 4, 0.0, 4)  # negative warmup: none
+    assert negative == pytest.approx([2.0 * expected_schedule_factor(s, 0, 4, 0.0) for s in range(4)])
+
+
+def test_warmup_cosine_schedule_resumes_from_its_state_dict():
+    import io
+
+    uninterrupted, _, _ = scheduled_lrs(3, 10, 0.1, 10)
+    _, optimizer, scheduler = scheduled_lrs(3, 10, 0.1, 6)
+    saved = io.BytesIO()  # accelerate's save_state writes both state dicts (the scheduler is registered for it)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, saved)
+    saved.seek(0)
+    state = torch.load(saved, weights_only=False)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    fresh_optimizer = torch.optim.SGD([parameter], lr=2.0)
+    fresh = warmup_cosine_schedule(fresh_optimizer, warmup_steps=3, total_steps=10, min_lr_ratio=0.1)
+    fresh_optimizer.load_state_dict(state["optimizer"])
+    fresh.load_state_dict(state["scheduler"])
+    resumed = []
+    for _ in range(4):
+        resumed.append(fresh_optimizer.param_groups[0]["lr"])
+        fresh_optimizer.step()
+        fresh.step()
+    assert resumed == pytest.approx(uninterrupted[6:], abs=1e-15)
 
 
 def test_recipes_fill_only_unset_fields():

@@ -1,10 +1,13 @@
-"""The metrics of DESIGN §6 as plain numpy functions.
+"""The task metrics of lens-hf as plain numpy functions.
 
 These are what the bundled `evaluate` modules call, and what training scripts can call directly on
-arrays. They are written here (not delegated to scikit-learn / scikit-image) so that the tests can
-check them against those libraries as independent references. Every function validates its input
-and raises a `ValueError` that names the argument and what was expected; results are plain Python
-floats and lists, ready for `json.dump`.
+arrays. ROC curves, ROC AUC, average precision, precision/recall/F1 and the confusion matrix come from
+`sklearn.metrics`; this module adds the input checks, the DeepLense conventions (micro-averaged
+one-vs-rest AUC, TPR at fixed FPR read off the full ROC curve) and the result layout. The regression,
+super-resolution (PSNR, Gaussian-window SSIM) and masked-reconstruction metrics are written here; the
+tests check SSIM and PSNR against scikit-image. Every function validates its input and raises a
+`ValueError` that names the argument and what was expected; results are plain Python floats and
+lists, ready for `json.dump`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 DEFAULT_FPR_TARGETS = (1e-2, 1e-3)
-trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 only has the old name
+# numpy < 2 only has the old name; lens_hf.metrics.plots labels its ROC curves with it.
+trapezoid = getattr(np, "trapezoid", None) or np.trapz
 
 
 # -- input validation ----------------------------------------------------------------------------
@@ -68,16 +73,6 @@ def _one_value_per_example(values, name: str) -> np.ndarray:
 
 
 # -- ROC, AUC, precision-recall ------------------------------------------------------------------
-def _binary_counts(labels: np.ndarray, scores: np.ndarray):
-    """Cumulative true/false positives at each distinct score threshold, highest threshold first."""
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
-    true_positives = np.cumsum(sorted_labels)[last_of_tie]
-    false_positives = (last_of_tie + 1) - true_positives
-    return true_positives, false_positives, sorted_scores[last_of_tie]
-
-
 def _check_binary(labels: np.ndarray, scores: np.ndarray, what: str) -> tuple[int, int]:
     positives = int(labels.sum())
     negatives = len(labels) - positives
@@ -89,38 +84,44 @@ def _check_binary(labels: np.ndarray, scores: np.ndarray, what: str) -> tuple[in
 
 
 def roc_curve(labels, scores, name: str = "ROC") -> dict:
-    """ROC points (fpr, tpr, thresholds) at every distinct score, starting at (0, 0) with threshold +inf."""
+    """ROC points (fpr, tpr, thresholds) at every distinct score, starting at (0, 0) with threshold +inf.
+
+    `sklearn.metrics.roc_curve(drop_intermediate=False)`: collinear points are kept, so every threshold
+    is an operating point. `labels` are 0/1 (or booleans), 1 = positive.
+    """
     labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    positives, negatives = _check_binary(labels, scores, name)
-    true_positives, false_positives, thresholds = _binary_counts(labels, scores)
-    return {
-        "fpr": np.r_[0.0, false_positives / negatives].tolist(),
-        "tpr": np.r_[0.0, true_positives / positives].tolist(),
-        "thresholds": np.r_[np.inf, thresholds].tolist(),
-    }
+    _check_binary(labels, scores, name)
+    fpr, tpr, thresholds = skm.roc_curve(labels, scores, pos_label=1, drop_intermediate=False)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def _area(curve: dict) -> float:
+    """Trapezoidal area under a `roc_curve` result: over all distinct thresholds, so ties count one half."""
+    return float(skm.auc(curve["fpr"], curve["tpr"]))
 
 
 def roc_auc(labels, scores, name: str = "ROC AUC") -> float:
-    """Area under the ROC curve (trapezoidal over all distinct thresholds, so ties count one half)."""
-    curve = roc_curve(labels, scores, name)
-    return float(trapezoid(curve["tpr"], curve["fpr"]))
+    """Area under the ROC curve: `sklearn.metrics.auc` over every point of `roc_curve`, so ties count one half."""
+    return _area(roc_curve(labels, scores, name))
 
 
 def average_precision(labels, scores) -> float:
-    """Sum over thresholds of (recall step) × precision: the step-wise area, without interpolation."""
+    """Sum over thresholds of (recall step) × precision: the step-wise area, without interpolation
+    (`sklearn.metrics.average_precision_score`)."""
     labels, scores = np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    positives, _ = _check_binary(labels, scores, "Average precision")
-    true_positives, false_positives, _ = _binary_counts(labels, scores)
-    precision = true_positives / (true_positives + false_positives)
-    recall = true_positives / positives
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    _check_binary(labels, scores, "Average precision")
+    return float(skm.average_precision_score(labels, scores, pos_label=1))
+
+
+def _highest_tpr(curve: dict, target_fpr: float) -> float:
+    fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
+    return float(tpr[fpr <= target_fpr + 1e-12].max())
 
 
 def tpr_at_fpr(labels, scores, target_fpr: float) -> float:
-    """The highest true-positive rate reachable with a false-positive rate at or below `target_fpr`."""
-    curve = roc_curve(labels, scores, "TPR at fixed FPR")
-    fpr, tpr = np.asarray(curve["fpr"]), np.asarray(curve["tpr"])
-    return float(tpr[fpr <= target_fpr + 1e-12].max())
+    """The highest true-positive rate reachable with a false-positive rate at or below `target_fpr`,
+    read off the full ROC curve (every threshold)."""
+    return _highest_tpr(roc_curve(labels, scores, "TPR at fixed FPR"), target_fpr)
 
 
 # -- task metrics --------------------------------------------------------------------------------
@@ -169,15 +170,14 @@ def classification_metrics(predictions, references, class_names: Sequence[str] |
     for k, name in enumerate(names):
         curve = roc_curve(one_hot[:, k], probabilities[:, k], f"ROC AUC of class {name!r}")
         curves[name] = {"fpr": curve["fpr"], "tpr": curve["tpr"]}
-        per_class[name] = float(trapezoid(curve["tpr"], curve["fpr"]))
+        per_class[name] = _area(curve)
     micro = roc_curve(one_hot.ravel(), probabilities.ravel(), "Micro-averaged ROC AUC")
     curves["micro"] = {"fpr": micro["fpr"], "tpr": micro["tpr"]}
     predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
+    confusion = skm.confusion_matrix(labels, predicted, labels=np.arange(num_classes))
     return {
         "accuracy": float(np.mean(predicted == labels)),
-        "roc_auc_micro": float(trapezoid(micro["tpr"], micro["fpr"])),
+        "roc_auc_micro": _area(micro),
         "roc_auc_macro": float(np.mean(list(per_class.values()))),
         "roc_auc_per_class": per_class,
         "roc_curves": curves,
@@ -201,18 +201,18 @@ def lens_finding_metrics(predictions, references, threshold: float = 0.5,
     labels = _integer_labels(references, 2)
     _check_same_length(scores, labels, "predictions", "references")
     positives, negatives = _check_binary(labels, scores, "Lens-finding ROC AUC")
-    predicted = scores >= threshold
-    true_pos = int(np.sum(predicted & (labels == 1)))
-    precision = true_pos / max(int(predicted.sum()), 1)
-    recall = true_pos / positives
+    curve = roc_curve(labels, scores)
     result = {
-        "roc_auc": roc_auc(labels, scores),
+        "roc_auc": _area(curve),
         "average_precision": average_precision(labels, scores),
     }
     for target in fpr_targets:
-        result[f"tpr_at_fpr_{target:.0e}".replace("e-0", "e-")] = tpr_at_fpr(labels, scores, target)
+        result[f"tpr_at_fpr_{target:.0e}".replace("e-0", "e-")] = _highest_tpr(curve, target)
+    # No predicted lens at all gives precision 0 (and F1 0), not a warning.
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(labels, (scores >= threshold).astype(np.int64),
+                                                                   average="binary", zero_division=0.0)
     result.update({
-        "f1": float(2 * precision * recall / (precision + recall)) if precision + recall > 0 else 0.0,
+        "f1": float(f1),
         "precision": float(precision),
         "recall": float(recall),
         "threshold": float(threshold),

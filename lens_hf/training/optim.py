@@ -1,14 +1,13 @@
 """Optimisers and schedules of the MAE recipes (facebookresearch/mae): the lr scaling rule, parameter groups
 without weight decay on norms/biases/tokens, layer-wise lr decay for finetuning, LARS for linear probing, and a
-per-step linear-warmup + cosine schedule."""
+per-step linear-warmup + cosine schedule (transformers' own)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 # 1-D tensors (biases, norm scales) and the learned tokens are never weight-decayed (MAE, timm).
 NO_DECAY_NAMES = ("cls_token", "mask_token", "position_embeddings")
@@ -25,26 +24,51 @@ def _decays(name: str, param: nn.Parameter) -> bool:
     return param.ndim > 1 and not any(token in name for token in NO_DECAY_NAMES)
 
 
-def encoder_layer_id(name: str, num_layers: int) -> int:
-    """Depth of a parameter for layer-wise decay: 0 for embeddings, i + 1 for block i, num_layers + 1 for the rest
-    (final norm and head). Names are those of LensMAE models (`vit.embeddings.*`, `vit.layers.<i>.*`)."""
-    stripped = name.removeprefix("vit.")
-    if stripped.startswith("embeddings."):
-        return 0
-    if stripped.startswith("layers."):
-        return int(stripped.split(".")[1]) + 1
+def encoder_layer_id(name: str, num_layers: int, encoder_prefix: str = "vit.") -> int:
+    """Depth of a parameter for layer-wise decay: 0 for the encoder's embeddings, i + 1 for its block i,
+    num_layers + 1 for the rest (final norm, heads, a pretraining decoder). `encoder_prefix` is where the LensMAE
+    encoder sits in the parameter names: "vit." in the LensMAE heads, "" for a bare `LensMAEModel`, longer under
+    a wrapper (peft: "base_model.model.vit.")."""
+    if name.startswith(encoder_prefix):
+        inside = name[len(encoder_prefix):]
+        if inside.startswith("embeddings."):
+            return 0
+        if inside.startswith("layers."):
+            return int(inside.split(".")[1]) + 1
     return num_layers + 1
 
 
+def find_encoder(model: nn.Module) -> tuple[str, int]:
+    """(name prefix, number of blocks) of the LensMAE encoder inside `model`: the one module holding an
+    `embeddings` module and its blocks as a `layers` ModuleList (`LensMAEModel`), found under any wrapper.
+
+    Raises ValueError when there is none (layer-wise decay cannot be applied to, say, a ResNet) or several."""
+    found = [(name, len(module.layers)) for name, module in model.named_modules()
+             if isinstance(getattr(module, "embeddings", None), nn.Module)
+             and isinstance(getattr(module, "layers", None), nn.ModuleList)]
+    if len(found) != 1:
+        names = [name for name, _ in model.named_parameters()]
+        seen = ", ".join(names[:4]) + (f", ... ({len(names)} parameters)" if len(names) > 4 else "")
+        what = ("no module with `embeddings` and `layers.<i>`" if not found
+                else f"{len(found)} of them, at {[name or '<the model>' for name, _ in found]}")
+        raise ValueError(f"layer-wise lr decay (layer_decay) needs one LensMAE encoder (`embeddings.*` and "
+                         f"`layers.<i>.*`, as in LensMAEModel) in the model; {type(model).__name__} has {what}. "
+                         f"Its parameters: {seen or 'none'}. Leave layer_decay unset for this model.")
+    name, num_layers = found[0]
+    return (f"{name}." if name else ""), num_layers
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
-    """Trainable parameters split by (decay or not) x (lr scale). With `layer_decay`, block i gets
-    lr scale layer_decay ** (num_layers + 1 - (i + 1)) (MAE finetune); without, every scale is 1."""
-    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", 0)
+    """Trainable parameters split by (decay or not) x (lr scale). With `layer_decay`, block i of the LensMAE
+    encoder gets lr scale layer_decay ** (num_layers + 1 - (i + 1)) (MAE finetune), its embeddings
+    layer_decay ** (num_layers + 1), everything else 1; the encoder is found under any prefix (`find_encoder`), and
+    a model without one raises ValueError. Without `layer_decay`, every scale is 1."""
+    encoder_prefix, num_layers = find_encoder(model) if layer_decay is not None else ("", 0)
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        layer = encoder_layer_id(name, num_layers) if layer_decay is not None else 0
+        layer = encoder_layer_id(name, num_layers, encoder_prefix) if layer_decay is not None else 0
         scale = layer_decay ** (num_layers + 1 - layer) if layer_decay is not None else 1.0
         decays = _decays(name, param)
         group = groups.setdefault(
@@ -120,15 +144,22 @@ def build_optimizer(
 
 
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> LambdaLR:
-    """Per-step linear warmup to the peak lr, then half-cosine to `min_lr_ratio * peak` at `total_steps`."""
+    """Per-step linear warmup to the peak lr, then half-cosine to `min_lr_ratio * peak` at `total_steps`.
+
+    This is transformers' `get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=min_lr_ratio)`, the schedule of
+    the Trainer's `lr_scheduler_type="cosine_with_min_lr"`. With W = warmup_steps (clipped to [0, total_steps]) and
+    T = total_steps, step s (0-based) runs at the peak lr times
+
+        s / W                                                               for s < W,
+        min_lr_ratio + (1 - min_lr_ratio) * (1 + cos(pi * (s - W) / max(1, T - W))) / 2    for s >= W.
+
+    So the first step runs at lr 0 and step W at the peak. This is transformers' warmup convention; lens-hf's
+    hand-written schedule used (s + 1) / W, one step ahead (the cosine part is the same). The factor reaches
+    `min_lr_ratio` at s = T, which the training loop never passes (beyond T the cosine would rise again). A LambdaLR,
+    so `accelerator.register_for_checkpointing` saves and restores it with the optimizer."""
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     warmup_steps = min(max(warmup_steps, 0), total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return LambdaLR(optimizer, factor)
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps, min_lr_rate=min_lr_ratio
+    )

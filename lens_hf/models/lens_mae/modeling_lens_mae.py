@@ -4,6 +4,8 @@ The architecture follows ViTMAE (He et al. 2022, facebookresearch/mae) but every
 saved key layout is ours and stable: transformers 5 renames ViTMAE's modules on save/load through a conversion
 mapping keyed by class name, and a head that does not share those names silently loads random encoder weights.
 Self-contained (torch, transformers and the sibling configuration only) so a Hub copy runs without lens_hf.
+Every forward returns its `ModelOutput`; `return_dict=False` (as a keyword) or `config.return_dict=False` gives
+`output.to_tuple()` instead (fields that are None left out), through transformers' `can_return_tuple`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput, ImageSuperResolutionOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_lens_mae import LensMAEConfig
 
@@ -348,6 +350,7 @@ class LensMAEModel(LensMAEPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.projection
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -355,7 +358,6 @@ class LensMAEModel(LensMAEPreTrainedModel):
         mask_ratio: float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> LensMAEModelOutput | tuple:
         r"""
@@ -370,7 +372,6 @@ class LensMAEModel(LensMAEPreTrainedModel):
         """
         if pixel_values is None:
             raise ValueError("LensMAEModel needs pixel_values.")
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = output_hidden_states or self.config.output_hidden_states
         output_attentions = bool(output_attentions or self.config.output_attentions)
         if mask_ratio is None:
@@ -393,7 +394,7 @@ class LensMAEModel(LensMAEPreTrainedModel):
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None,
         )
-        return output if return_dict else output.to_tuple()
+        return output
 
 
 class LensMAEDecoder(nn.Module):
@@ -462,6 +463,7 @@ class LensMAEForPreTraining(LensMAEPreTrainedModel):
         std = (target.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5
         return (target - mean) / std, mean, std
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -469,7 +471,6 @@ class LensMAEForPreTraining(LensMAEPreTrainedModel):
         mask_ratio: float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> LensMAEForPreTrainingOutput | tuple:
         r"""
@@ -481,7 +482,6 @@ class LensMAEForPreTraining(LensMAEPreTrainedModel):
             mask_ratio (`float`, *optional*, defaults to `config.mask_ratio`):
                 Fraction of patches masked.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
         encoded = self.vit(
             pixel_values,
@@ -504,12 +504,12 @@ class LensMAEForPreTraining(LensMAEPreTrainedModel):
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
+        return output
 
     @torch.no_grad()
     def reconstruct(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Images for an MAE figure: the masked input, the prediction in pixel units, and the visible+predicted paste."""
-        output = self(pixel_values, noise=noise)
+        output = self(pixel_values, noise=noise, return_dict=True)
         target, mean, std = self.pixel_targets(pixel_values.to(output.logits.dtype))
         prediction = output.logits if mean is None else output.logits * std + mean
         mask = output.mask.unsqueeze(-1)
@@ -566,13 +566,13 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
             return last_hidden_state[:, 0]
         return last_hidden_state[:, 1:].mean(dim=1)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> ImageClassifierOutput | tuple:
         r"""
@@ -582,7 +582,6 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` for regression, *optional*):
                 Class indices in `[0, num_labels)`, or regression targets. Gives the loss.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.is_linear_probe):
             encoded = self.vit(
                 pixel_values,
@@ -595,7 +594,7 @@ class LensMAEForImageClassification(LensMAEPreTrainedModel):
         output = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
         )
-        return output if return_dict else output.to_tuple()
+        return output
 
     def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """The head alone, on pooled encoder features (regression: in physical units), so a linear probe can be
@@ -664,13 +663,13 @@ class LensMAEForSuperResolution(LensMAEPreTrainedModel):
     def output_size(self) -> int:
         return self.config.image_size * self.config.sr_scale
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> ImageSuperResolutionOutput | tuple:
         r"""
@@ -680,7 +679,6 @@ class LensMAEForSuperResolution(LensMAEPreTrainedModel):
             labels (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size * sr_scale, image_size * sr_scale)`, *optional*):
                 High-resolution targets. Gives the L1/MSE loss (`config.sr_loss`).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.vit(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True
         )
@@ -707,7 +705,7 @@ class LensMAEForSuperResolution(LensMAEPreTrainedModel):
         output = ImageSuperResolutionOutput(
             loss=loss, reconstruction=reconstruction, hidden_states=encoded.hidden_states, attentions=encoded.attentions
         )
-        return output if return_dict else output.to_tuple()
+        return output
 
 
 __all__ = [
