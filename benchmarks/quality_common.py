@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lens_hf.training import parse_arguments  # noqa: E402
-from lens_hf.scripts.stages import run_stage, stage_environment  # noqa: E402
+from lens_hf.scripts.stages import run_stage, stage_environment
+from lens_hf.training import parse_arguments
 
 # What DeepLense reported, on its data (ours: the simulator's faithful re-creation of that data).
 PUBLISHED = {

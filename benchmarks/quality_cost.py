@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "benchmarks")]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # its siblings, the quality scripts
 
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -26,10 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import quality_classification  # noqa: E402
 import quality_lens_finding  # noqa: E402
 import quality_super_resolution  # noqa: E402
-from finetune import resnet18  # noqa: E402
 
 from lens_hf import LensMAEConfig, LensMAEForImageClassification, LensMAEForPreTraining  # noqa: E402
 from lens_hf.models.lens_mae.modeling_lens_mae import LensMAEForSuperResolution  # noqa: E402
+from lens_hf.scripts.finetune import resnet18  # noqa: E402
 from lens_hf.simulation.presets import LensFindingPreset, SRPairsPreset  # noqa: E402
 from lens_hf.training.models import fresh_config  # noqa: E402
 

@@ -12,13 +12,19 @@ Results are merged into <output_dir>/metrics.json (default: the model folder) un
 """
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from transformers import AutoImageProcessor
+# Run as a file (`python scripts/evaluate.py`), this folder is sys.path[0] and this file would shadow the
+# `evaluate` library that the bundled metric modules import.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
-import lens_hf  # noqa: F401  (registers the Auto classes)
+from transformers import AutoImageProcessor  # noqa: E402
+
+import lens_hf  # noqa: F401,E402  (registers the Auto classes)
 from lens_hf.tasks import TASKS
 from lens_hf.training import DataArguments, RunArguments, build_accelerator, parse_arguments
 from lens_hf.training.data import class_names, eval_dataloader, load_task_dataset, make_processor, model_inputs

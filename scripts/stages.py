@@ -23,13 +23,18 @@ def stage_environment(threads: int) -> dict:
 
 
 def shown(words: list[str]) -> list[str]:
-    """`words` as printed and recorded: the value of a secret flag (`--hub_token X`) and any token-like word
-    replaced by `***`."""
-    def hidden(index: int, word: str) -> bool:
+    """`words` as printed and recorded: the value of a secret flag (`--hub_token X`, `--hub_token=X`) and any
+    token-like word replaced by `***`."""
+    def one(index: int, word: str) -> str:
         flag = words[index - 1] if index else ""
-        return (flag.startswith("--") and is_secret(flag[2:])) or is_secret("", word)
+        if word.startswith("--") and "=" in word:
+            name, _, value = word.partition("=")
+            return f"{name}={HIDDEN}" if is_secret(name[2:], value) else word
+        if flag.startswith("--") and "=" not in flag and not word.startswith("--") and is_secret(flag[2:]):
+            return HIDDEN
+        return HIDDEN if is_secret("", word) else word
 
-    return [HIDDEN if hidden(index, word) else word for index, word in enumerate(words)]
+    return [one(index, word) for index, word in enumerate(words)]
 
 
 # Written into a finished stage's run folder: the command line that produced it (logs/ is not pushed to the Hub).

@@ -101,9 +101,10 @@ def test_resume_reuses_finished_stages_and_continues_the_cut_off_one(tmp_path):
 
 
 def test_quality_cost_counts_resnet18_like_the_literature_and_prints_every_row():
-    sys.path[:0] = [str(REPO_ROOT / "benchmarks"), str(REPO_ROOT / "scripts")]
-    from finetune import resnet18
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # not scripts/: its evaluate.py would shadow HF evaluate
     from quality_cost import step_flops
+
+    from lens_hf.scripts.finetune import resnet18
 
     # ResNet-18 at 224 px, 3 bands: 1.82 G multiply-adds forward (3.64 GFLOP); backward costs twice the forward
     per_image = step_flops(resnet18(224, 3, num_labels=1000), 224, 3, batch=1, kind="classification")

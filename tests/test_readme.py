@@ -22,6 +22,8 @@ import re
 import numpy as np
 from helpers import BLOCK_LENS_HF, run_python, tiny_config
 
+from lens_hf.tasks import TASKS
+
 YOUR_NAMES_MARKER = "# your names:"
 CLASS_NAMES = ("axion", "cdm", "no_sub")
 
@@ -69,7 +71,12 @@ def test_readme_python_blocks_run_as_written(repo_root, tmp_path, monkeypatch, c
         if "lens_hf" not in block:  # offered for machines without lens_hf: run it where lens_hf cannot be imported
             run_python(BLOCK_LENS_HF + block, env={"HOME": str(home)}, cwd=work)
         else:
-            exec(code, {"__name__": "__main__"})  # noqa: S102
+            registered = dict(TASKS)  # a block may register a task (the "Adding a task" example): undo it after
+            try:
+                exec(code, {"__name__": "__main__"})  # noqa: S102
+            finally:
+                TASKS.clear()
+                TASKS.update(registered)
         printed = capsys.readouterr().out
         if "AutoModelForImageClassification" in block and "print(" in block:  # the quickstart prints a class
             assert printed.strip().splitlines()[-1] in CLASS_NAMES, (name, printed)

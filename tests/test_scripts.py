@@ -17,7 +17,7 @@ from helpers import BLOCK_LENS_HF, REPO_ROOT, run_python, run_script
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from lens_hf.data.sample_layouts import write_deeplense_model_tree, write_lens_finding_tree, write_sr_tree
+from lens_hf.data.sample_layouts import save_axion_pair, write_deeplense_model_tree, write_lens_finding_tree, write_sr_tree
 
 TINY_RUN = ["--model_preset", "tiny", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
             "--disable_progress_bar", "true", "--logging_steps", "1", "--save_steps", "0"]
@@ -29,20 +29,52 @@ def data(tmp_path_factory):
     write_deeplense_model_tree(root / "deeplense", n_per_class=16, n_test_per_class=4, image_size=32)
     write_sr_tree(root / "sr", n_pairs=24, lr_size=16)
     write_lens_finding_tree(root / "lens_finding", n_per_folder=12, image_size=32)
+    write_learnable_axion_tree(root / "regression")
     cache = root / "cache"
     return {
         "classification": ["--dataset_name", "deeplense", "--dataset_config", "model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--dataset_overrides", "image_size=32,validation_fraction=0.3"],
-        "regression": ["--dataset_name", "deeplense", "--dataset_config", "regression_model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
+        "regression": ["--dataset_name", "deeplense", "--dataset_config", "regression_model_ii", "--data_dir", root / "regression", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
         "lens_finding": ["--dataset_name", "lens_finding", "--dataset_config", "npy", "--data_dir", root / "lens_finding", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
         "sr": ["--dataset_name", "lens_sr", "--data_dir", root / "sr", "--cache_dir", cache, "--dataset_overrides", "lr_size=16,hr_size=32"],
     }
 
 
+def write_learnable_axion_tree(root: Path, n_train: int = 48, n_test: int = 12) -> None:
+    """DeepLenseSim axion files whose image tells the mass: a bright disk of radius 3 + 2.5 (log10 m + 24) px on
+    Poisson noise (write_deeplense_model_tree's images are noise alone, which no regressor can read)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    for folder, count in (("Model_II", n_train), ("Model_II_test", n_test)):
+        (root / folder / "axion").mkdir(parents=True)
+        for index in range(count):
+            log_mass = rng.uniform(-24, -22)
+            image = rng.poisson(20.0, (32, 32)) + 200.0 * (np.hypot(yy, xx) < 3 + 2.5 * (log_mass + 24))
+            save_axion_pair(root / folder / "axion" / f"sim_{index:06d}.npy", image.astype(np.float64), 10**log_mass)
+
+
+def builder_splits(cli: list) -> dict:
+    """The DatasetDict the scripts read for `cli` (--dataset_name/config, --data_dir, --cache_dir, overrides)."""
+    from lens_hf.data import load_builder
+
+    options = dict(zip(map(str, cli[::2]), map(str, cli[1::2])))
+    overrides = {}
+    for item in options.get("--dataset_overrides", "").split(","):
+        key, value = item.split("=")
+        overrides[key] = float(value) if "." in value else int(value)
+    return load_builder(options["--dataset_name"], options["--dataset_config"], data_dir=options["--data_dir"],
+                        cache_dir=options["--cache_dir"], **overrides)
+
+
+PRETRAIN_STEPS = 40
+
+
 @pytest.fixture(scope="module")
 def pretrained(data, tmp_path_factory):
-    """A tiny pretraining run under `accelerate launch` with one process."""
+    """A tiny pretraining run under `accelerate launch` with one process; long enough (lr 1e-2, 40 steps, about
+    1.5 s more than 4 steps) to near the best reconstruction of its noise images (test_pretraining_run_folder)."""
     out = tmp_path_factory.mktemp("runs") / "pretrain_1p"
-    run_script("pretrain_mae.py", *data["classification"], *TINY_RUN, "--output_dir", out, "--max_steps", "4", processes=1)
+    run_script("pretrain_mae.py", *data["classification"], *TINY_RUN, "--output_dir", out, "--max_steps",
+               PRETRAIN_STEPS, "--learning_rate", "1e-2", processes=1)
     return out
 
 
@@ -60,17 +92,36 @@ def layout(folder: Path) -> set[str]:
     return names
 
 
-def test_pretraining_run_folder(pretrained):
+def test_pretraining_run_folder(data, pretrained):
     metrics = json.loads((pretrained / "metrics.json").read_text())
     assert metrics["task"] == "pretraining" and set(metrics["summary"]) == {"train", "validation", "test"}
     for split in ("train", "validation", "test"):
-        assert 0 < metrics["summary"][split]["masked_mse"] < 10 and metrics["summary"][split]["mask_ratio"] == 0.75
+        assert metrics["summary"][split]["mask_ratio"] == 0.75
+    # Two predictors that ignore the visible patches, scored on every test patch (the masks are random, so that is
+    # the expectation of their masked-patch MSE): zeros, and the training split's mean target. The sample images
+    # are Poisson noise, so no predictor beats that mean on held-out images; the model must come within 20 % of it
+    # and far below zeros (untrained it scores about 30 times the mean's MSE).
+    from transformers import AutoImageProcessor
+
+    from lens_hf import LensMAEForPreTraining
+
+    model, processor = LensMAEForPreTraining.from_pretrained(pretrained), AutoImageProcessor.from_pretrained(pretrained)
+    splits = builder_splits(data["classification"])
+    targets = {}
+    for split in ("train", "test"):
+        images = splits[split].with_format("numpy")[:]["image"]
+        pixel_values = processor(images, input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+        targets[split] = model.pixel_targets(pixel_values)[0].numpy()  # what the masked-patch MSE compares with
+    zeros = float(np.mean(targets["test"] ** 2))
+    training_mean = float(np.mean((targets["test"] - targets["train"].mean(axis=0)) ** 2))
+    masked_mse = metrics["summary"]["test"]["masked_mse"]
+    assert masked_mse < 1.2 * training_mean and masked_mse < 0.3 * zeros, (masked_mse, training_mean, zeros)
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "run_config.json",
             "plots/reconstruction_validation.png", "plots/loss.png", "logs/train_log.jsonl"} <= layout(pretrained)
     card = ModelCard.load(pretrained / "README.md")
     assert card.data.eval_results and card.data.eval_results[0].metric_type == "masked_mse"
     log = [json.loads(line) for line in (pretrained / "logs" / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in log if "loss" in r] == list(range(1, PRETRAIN_STEPS + 1))
 
 
 def test_two_processes_give_the_same_layout_and_only_rank_zero_writes(data, pretrained, tmp_path):
@@ -155,12 +206,17 @@ def test_finetune_two_processes(data, pretrained, tmp_path):
 
 def test_regression_and_lens_finding_from_scratch(data, tmp_path):
     run_script("finetune.py", *data["regression"], *TINY_RUN, "--task", "regression", "--mode", "scratch",
-               "--output_dir", tmp_path / "reg", "--max_steps", "3", processes=1)
+               "--output_dir", tmp_path / "reg", "--max_steps", "40", "--learning_rate", "3e-3", processes=1)
     metrics = json.loads((tmp_path / "reg" / "metrics.json").read_text())
-    assert metrics["task"] == "regression" and metrics["summary"]["test"]["mae"] < 2.0
     config = json.loads((tmp_path / "reg" / "config.json").read_text())
     assert len(config["id2label"]) == 1 and config["problem_type"] == "regression"
     assert -24 < config["regression_target_mean"] < -22
+    splits = builder_splits(data["regression"])  # the regressor must beat predicting the training mean
+    train_mean = float(np.mean(splits["train"]["log10_m_axion"]))
+    assert config["regression_target_mean"] == pytest.approx(train_mean, abs=1e-4)  # the same training split
+    mean_mae = float(np.mean(np.abs(np.asarray(splits["test"]["log10_m_axion"]) - train_mean)))
+    assert metrics["task"] == "regression" and metrics["summary"]["test"]["num_examples"] == len(splits["test"])
+    assert metrics["summary"]["test"]["mae"] < 0.6 * mean_mae, (metrics["summary"]["test"], mean_mae)
     run_script("finetune.py", *data["lens_finding"], *TINY_RUN, "--task", "lens_finding", "--mode", "scratch",
                "--imbalance", "weighted_sampler", "--output_dir", tmp_path / "lf", "--max_steps", "3")
     metrics = json.loads((tmp_path / "lf" / "metrics.json").read_text())

@@ -13,6 +13,10 @@ def test_secret_values_are_hidden_in_what_is_shown():
              "--hub_model_id", "org/x", "--note", f"token={TOKEN}"]
     assert shown(words) == ["python", "-m", "lens_hf.scripts.finetune", "--hub_token", "***", "--api_key", "***",
                             "--max_steps", "3", "--hub_model_id", "org/x", "--note", "***"]
+    # the `--flag=value` spelling, and a secret-named flag given no value (the next word is a flag, not a secret)
+    assert shown(["--hub_token=abc", "--password=", f"--note={TOKEN}", "--max_steps=3", "--use_auth_token",
+                  "--max_steps", "3"]) == ["--hub_token=***", "--password=***", "--note=***", "--max_steps=3",
+                                           "--use_auth_token", "--max_steps", "3"]
 
 
 def test_a_stage_runs_the_installed_module_and_records_no_secret(tmp_path, capsys):

@@ -227,3 +227,11 @@ def test_a_file_value_beats_the_recipe_default(data, tmp_path):
     train_sr.main([*arguments, "--output_dir", str(tmp_path / "recipe")])
     read = lambda name: json.loads((tmp_path / name / "preprocessor_config.json").read_text())["normalization"]  # noqa: E731
     assert read("from_file") == "minmax" and read("recipe") == "none"
+
+
+def test_a_learning_rate_of_zero_is_zero(data, tmp_path):
+    """`--learning_rate 0` used to fall back to the base-lr rule (`0 or ...`) and train anyway."""
+    out = tmp_path / "frozen"
+    load_script("finetune.py").main([*map(str, data["classification"]), *TINY, "--mode", "scratch", "--max_steps", "2",
+                                     "--learning_rate", "0", "--output_dir", str(out)])
+    assert json.loads((out / "run_config.json").read_text())["derived"]["learning_rate"] == 0.0

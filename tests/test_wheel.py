@@ -6,6 +6,7 @@ The fresh virtualenv borrows the test environment's third-party packages (torch,
 .pth line naming their site-packages folder: a plain path line does not run the editable-install hooks that
 folder holds, so `import lens_hf` can only find the wheel's copy (asserted)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,8 +44,10 @@ def installed(tmp_path_factory):
                                                  if (REPO_ROOT / name).is_dir() else {}))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(OMP_NUM_THREADS="1", HF_HOME=str(root / "hf_home"), PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist", source],
-        cwd=root, env=env)
+    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", root / "dist",
+                 source], cwd=root, env=env)
+    # setuptools warns "Package would be ignored" of a data folder it may stop shipping (setup.cfg package data)
+    assert "would be ignored" not in built.stderr, built.stderr[-3000:]
     (wheel,) = (root / "dist").glob("lens_hf-*.whl")
     venv = root / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=root, env=env)
@@ -70,13 +73,38 @@ def test_the_wheel_holds_every_package_and_resource(installed):
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
 
 
-def test_installed_wheel_runs_every_step_without_the_source_tree(installed):
+HASHED_BUILDERS = ("deeplense_sim", "lens_sr")
+# One interpreter of the fresh venv answers every question that needs no training (each start costs seconds).
+PROBE = f"""
+import importlib.metadata, json, sys
+import lens_hf, lens_hf.cards as cards, lens_hf.scripts.finetune as finetune
+entry_points = {{ep.name: callable(ep.load()) for ep in importlib.metadata.distribution("lens-hf").entry_points
+                if ep.group == "console_scripts"}}
+from lens_hf.data.loading import builder_hash, builder_module
+card = cards.render_model_card(repo_id="org/x", task="pretraining", config={{}}, training_args={{}},
+                               dataset={{"id": "org/sim"}})
+print(json.dumps({{"files": [lens_hf.__file__, cards.__file__, finetune.__file__], "sys_path": sys.path,
+                  "pipeline_tag": card.data.pipeline_tag, "entry_points": entry_points,
+                  "hashes": [builder_hash(builder_module(name)) for name in {HASHED_BUILDERS!r}]}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def probe(installed):
+    python, _, env, work, _, _ = installed
+    return json.loads(run([python, "-c", PROBE], work, env).stdout.splitlines()[-1])
+
+
+def test_installed_wheel_runs_every_step_without_the_source_tree(installed, probe):
     python, bin_dir, env, work, _, fresh_site = installed
-    probe = run([python, "-c", "import sys, lens_hf, lens_hf.scripts.finetune as f; print(lens_hf.__file__); "
-                 "print(f.__file__); print('\\n'.join(sys.path))"], work, env).stdout.splitlines()
-    assert probe[0].startswith(fresh_site) and probe[1].startswith(fresh_site)
-    inside_checkout = [entry for entry in probe[2:] if entry.startswith(str(REPO_ROOT))]
+    assert all(path.startswith(fresh_site) for path in probe["files"]), probe["files"]
+    inside_checkout = [entry for entry in probe["sys_path"] if entry.startswith(str(REPO_ROOT))]
     assert inside_checkout in ([], [sysconfig.get_paths()["purelib"]])  # only the borrowed third-party packages
+    assert probe["pipeline_tag"] == "image-feature-extraction"  # the card template is found in the wheel
+    commands = [f"lens-hf-{name}" for name in ("pretrain-mae", "finetune", "train-sr", "evaluate", "push-to-hub",
+                                                "build-dataset", "simulate", "demo")]
+    assert probe["entry_points"] == dict.fromkeys(commands, True)  # each loads a callable of the installed package
+    assert all((bin_dir / command).is_file() for command in commands)
 
     run([bin_dir / "lens-hf-build-dataset", "deeplense_sim", "--config", "model_ii", "--output_dir", "data",
          "--cache_dir", "cache", "--dataset_overrides", "n_train=32,n_validation=8,n_test=8,preset_overrides.image_size=32"],
@@ -91,7 +119,10 @@ def test_installed_wheel_runs_every_step_without_the_source_tree(installed):
     assert '"task": "classification"' in evaluated.stdout
     card = ModelCard.load(work / "clf" / "README.md")
     assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
-    rendered = run([python, "-c", "import lens_hf.cards as c; print(c.__file__); "
-                    "print(c.render_model_card(repo_id='org/x', task='pretraining', config={}, training_args={}, "
-                    "dataset={'id': 'org/sim'}).data.pipeline_tag)"], work, env).stdout.splitlines()
-    assert rendered[0].startswith(fresh_site) and rendered[1] == "image-feature-extraction"
+
+
+def test_a_builder_hashes_the_same_installed_and_in_the_checkout(probe):
+    """Each hashed file is named by its path inside its package, not by where the package happens to be."""
+    from lens_hf.data.loading import builder_hash, builder_module
+
+    assert probe["hashes"] == [builder_hash(builder_module(name)) for name in HASHED_BUILDERS]

@@ -91,9 +91,14 @@ def _source_files(module: ModuleType) -> list[Path]:
 
 
 def _package_relative(path: Path) -> str:
-    """`path` from the top of the package (or folder of builders) that holds it: the same name in a checkout and
-    in any installation."""
+    """`path` named from the top of its package, the same in a checkout and in any installation: a builder's files
+    as `dataset_builders/<name>/...` (wherever the folder of builders is), lens_hf's as `lens_hf/...`, any other
+    package's from the top of that package."""
     path = Path(path).resolve()
+    roots = (("dataset_builders", builders_dir()), ("lens_hf", _DATA_PACKAGE.parent))
+    for name, root in roots:
+        if path.is_relative_to(root.resolve()):
+            return f"{name}/{path.relative_to(root.resolve()).as_posix()}"
     top = path.parent
     while (top.parent / "__init__.py").is_file():
         top = top.parent

@@ -188,7 +188,8 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
                                             run_args.per_device_eval_batch_size, data_args.dataloader_num_workers)
 
     total_batch = run_args.per_device_train_batch_size * accelerator.num_processes * run_args.gradient_accumulation_steps
-    learning_rate = run_args.learning_rate or scaled_learning_rate(run_args.base_learning_rate, total_batch)
+    learning_rate = (run_args.learning_rate if run_args.learning_rate is not None
+                     else scaled_learning_rate(run_args.base_learning_rate, total_batch))  # 0 means 0
     optimizer = build_optimizer(model, run_args.optimizer, learning_rate, run_args.weight_decay, run_args.layer_decay,
                                 betas=(run_args.adam_beta1, run_args.adam_beta2))
     total_steps = total_training_steps(run_args, len(train_loader) // accelerator.num_processes)
