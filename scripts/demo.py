@@ -118,7 +118,9 @@ def main(argv=None) -> dict:
     print("Each run folder loads with from_pretrained and holds README.md (model card), metrics.json, plots/*.png.")
     print("Stage times: " + ", ".join(f"{name.split()[0]} {seconds:.0f}s" for name, seconds in timings))
     results = {"profile": "smoke" if demo.smoke else "full", "seconds": time.time() - started,
-               "rows": [dict(task=t, metric=m, value=v, baseline=b, folder=str(f)) for t, m, v, b, f in rows]}
+               # run folders relative to --output_dir: the file names no folder of the machine that wrote it
+               "rows": [dict(task=t, metric=m, value=v, baseline=b, folder=Path(f).relative_to(out).as_posix())
+                        for t, m, v, b, f in rows]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
 

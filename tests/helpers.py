@@ -30,6 +30,58 @@ def tiny_config(**overrides):
     return LensMAEConfig(**{**TINY, **overrides})
 
 
+def write_learnable_axion_tree(root: Path, n_train: int = 48, n_test: int = 12) -> None:
+    """DeepLenseSim axion files whose image tells the mass: a bright disk of radius 3 + 2.5 (log10 m + 24) px on
+    Poisson noise (write_deeplense_model_tree's images are noise alone, which no regressor can read)."""
+    import numpy as np
+
+    from lens_hf.data.sample_layouts import save_axion_pair
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    for folder, count in (("Model_II", n_train), ("Model_II_test", n_test)):
+        (root / folder / "axion").mkdir(parents=True)
+        for index in range(count):
+            log_mass = rng.uniform(-24, -22)
+            image = rng.poisson(20.0, (32, 32)) + 200.0 * (np.hypot(yy, xx) < 3 + 2.5 * (log_mass + 24))
+            save_axion_pair(root / folder / "axion" / f"sim_{index:06d}.npy", image.astype(np.float64), 10**log_mass)
+
+
+def sample_data_arguments(root: Path) -> dict:
+    """Small data sets in the real on-disk layouts under `root`, and the data arguments of the scripts that read
+    them, by task: classification (Model II tree, 32 px), regression (learnable axion tree), lens_finding (npy
+    layout, 3 bands) and super_resolution (16 -> 32 px pairs)."""
+    from lens_hf.data.sample_layouts import write_deeplense_model_tree, write_lens_finding_tree, write_sr_tree
+
+    write_deeplense_model_tree(root / "deeplense", n_per_class=16, n_test_per_class=4, image_size=32)
+    write_sr_tree(root / "sr", n_pairs=24, lr_size=16)
+    write_lens_finding_tree(root / "lens_finding", n_per_folder=12, image_size=32)
+    write_learnable_axion_tree(root / "regression")
+    cache = root / "cache"
+
+    def builder(name, config, folder, overrides):
+        return ["--dataset_name", name, *(["--dataset_config", config] if config else []), "--data_dir", root / folder,
+                "--cache_dir", cache, "--dataset_overrides", overrides]
+
+    return {
+        "classification": builder("deeplense", "model_ii", "deeplense", "image_size=32,validation_fraction=0.3"),
+        "regression": builder("deeplense", "regression_model_ii", "regression", "image_size=32"),
+        "lens_finding": builder("lens_finding", "npy", "lens_finding", "image_size=32"),
+        "super_resolution": builder("lens_sr", None, "sr", "lr_size=16,hr_size=32"),
+    }
+
+
+def builder_splits(cli: list):
+    """The DatasetDict the scripts read for the data arguments `cli` (--dataset_name/config, --data_dir,
+    --cache_dir, --dataset_overrides), loaded as the scripts load it."""
+    from lens_hf.data import load_builder
+    from lens_hf.training.arguments import parse_overrides
+
+    options = dict(zip(map(str, cli[::2]), map(str, cli[1::2])))
+    return load_builder(options["--dataset_name"], options.get("--dataset_config"), data_dir=options["--data_dir"],
+                        cache_dir=options["--cache_dir"], **parse_overrides(options.get("--dataset_overrides")))
+
+
 def load_script(name: str):
     """A script of scripts/ as a module, to call its `main(argv)` in this process (faster than a subprocess)."""
     import importlib.util

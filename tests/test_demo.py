@@ -1,5 +1,6 @@
-"""The smoke version of `make demo`: every stage runs, every artefact exists and loads, and the finetuned
-classifier beats chance by a clear margin on its held-out test split."""
+"""The smoke version of `make demo`: every stage runs, every artefact exists and loads, the linear probe and
+the finetuned classifier beat chance by a clear margin on their held-out test split, and the super-resolution
+model beats bicubic upsampling."""
 
 import json
 
@@ -40,11 +41,12 @@ def test_demo_smoke(tmp_path):
             output = model(**processor(image, return_tensors="pt"))
         assert all(torch.isfinite(v).all() for v in output.values() if isinstance(v, torch.Tensor))
 
-    classifier = json.loads((out / "lens-mae-classifier" / "metrics.json").read_text())["summary"]["test"]
-    assert classifier["num_examples"] == 300
-    # chance is 1/3 (sd 0.027 at 300 images) and 0.5 AUC: demand a margin of several standard deviations
-    assert classifier["accuracy"] > 0.45, classifier
-    assert classifier["roc_auc_micro"] > 0.70, classifier
+    for name in ("lens-mae-probe", "lens-mae-classifier"):
+        classifier = json.loads((out / name / "metrics.json").read_text())["summary"]["test"]
+        assert classifier["num_examples"] == 300
+        # chance is 1/3 (sd 0.027 at 300 images) and 0.5 AUC: demand a margin of several standard deviations
+        assert classifier["accuracy"] > 0.45, (name, classifier)
+        assert classifier["roc_auc_micro"] > 0.70, (name, classifier)
     sr = json.loads((out / "lens-mae-sr" / "metrics.json").read_text())
     # the head corrects bicubic upsampling, so an untrained one scores exactly bicubic: demand a clear gain over it
     bicubic = sr["references"]["bicubic upsampling (test)"]
@@ -52,6 +54,7 @@ def test_demo_smoke(tmp_path):
     assert sr["summary"]["test"]["psnr"] > bicubic["psnr"] + 0.5, (sr["summary"]["test"], bicubic)
     assert {row["task"] for row in results["rows"]} == {
         "MAE pretraining", "linear probe", "finetuned classifier", "axion-mass regressor", "super-resolution"}
+    assert {row["folder"] for row in results["rows"]} == set(RUNS)  # relative to --output_dir, no machine path
 
     # --resume after a finished demo: every stage is reused, none trained again, and the table is the same
     rerun = run_script("demo.py", "--smoke", "true", "--output_dir", out, "--threads", "1", "--resume", "true",

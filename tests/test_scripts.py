@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import BLOCK_LENS_HF, REPO_ROOT, run_python, run_script
+from helpers import BLOCK_LENS_HF, REPO_ROOT, builder_splits, run_python, run_script, sample_data_arguments
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from lens_hf.data.sample_layouts import save_axion_pair, write_deeplense_model_tree, write_lens_finding_tree, write_sr_tree
 
 TINY_RUN = ["--model_preset", "tiny", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
             "--disable_progress_bar", "true", "--logging_steps", "1", "--save_steps", "0"]
@@ -25,44 +24,7 @@ TINY_RUN = ["--model_preset", "tiny", "--per_device_train_batch_size", "8", "--p
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_deeplense_model_tree(root / "deeplense", n_per_class=16, n_test_per_class=4, image_size=32)
-    write_sr_tree(root / "sr", n_pairs=24, lr_size=16)
-    write_lens_finding_tree(root / "lens_finding", n_per_folder=12, image_size=32)
-    write_learnable_axion_tree(root / "regression")
-    cache = root / "cache"
-    return {
-        "classification": ["--dataset_name", "deeplense", "--dataset_config", "model_ii", "--data_dir", root / "deeplense", "--cache_dir", cache, "--dataset_overrides", "image_size=32,validation_fraction=0.3"],
-        "regression": ["--dataset_name", "deeplense", "--dataset_config", "regression_model_ii", "--data_dir", root / "regression", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
-        "lens_finding": ["--dataset_name", "lens_finding", "--dataset_config", "npy", "--data_dir", root / "lens_finding", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
-        "sr": ["--dataset_name", "lens_sr", "--data_dir", root / "sr", "--cache_dir", cache, "--dataset_overrides", "lr_size=16,hr_size=32"],
-    }
-
-
-def write_learnable_axion_tree(root: Path, n_train: int = 48, n_test: int = 12) -> None:
-    """DeepLenseSim axion files whose image tells the mass: a bright disk of radius 3 + 2.5 (log10 m + 24) px on
-    Poisson noise (write_deeplense_model_tree's images are noise alone, which no regressor can read)."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:32, :32] - 15.5
-    for folder, count in (("Model_II", n_train), ("Model_II_test", n_test)):
-        (root / folder / "axion").mkdir(parents=True)
-        for index in range(count):
-            log_mass = rng.uniform(-24, -22)
-            image = rng.poisson(20.0, (32, 32)) + 200.0 * (np.hypot(yy, xx) < 3 + 2.5 * (log_mass + 24))
-            save_axion_pair(root / folder / "axion" / f"sim_{index:06d}.npy", image.astype(np.float64), 10**log_mass)
-
-
-def builder_splits(cli: list) -> dict:
-    """The DatasetDict the scripts read for `cli` (--dataset_name/config, --data_dir, --cache_dir, overrides)."""
-    from lens_hf.data import load_builder
-
-    options = dict(zip(map(str, cli[::2]), map(str, cli[1::2])))
-    overrides = {}
-    for item in options.get("--dataset_overrides", "").split(","):
-        key, value = item.split("=")
-        overrides[key] = float(value) if "." in value else int(value)
-    return load_builder(options["--dataset_name"], options["--dataset_config"], data_dir=options["--data_dir"],
-                        cache_dir=options["--cache_dir"], **overrides)
+    return sample_data_arguments(tmp_path_factory.mktemp("data"))
 
 
 PRETRAIN_STEPS = 40
@@ -226,7 +188,7 @@ def test_regression_and_lens_finding_from_scratch(data, tmp_path):
 @pytest.mark.parametrize("processes", [1, 2])
 def test_super_resolution(data, tmp_path, processes):
     out = tmp_path / "sr"
-    run_script("train_sr.py", *data["sr"], *TINY_RUN, "--patch_size", "4", "--output_dir", out, "--max_steps", "3",
+    run_script("train_sr.py", *data["super_resolution"], *TINY_RUN, "--patch_size", "4", "--output_dir", out, "--max_steps", "3",
                processes=processes)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "super_resolution"

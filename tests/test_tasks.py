@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_script, run_script, tiny_config
+from helpers import load_script, run_script, sample_data_arguments, tiny_config
 from huggingface_hub import HfApi, ModelCard
 
 from lens_hf import LensImageProcessor, LensMAEForImageClassification
-from lens_hf.data.sample_layouts import write_deeplense_model_tree, write_lens_finding_tree, write_sr_tree
+from lens_hf.data.sample_layouts import write_lens_finding_tree
 from lens_hf.tasks import TASKS, LossContext, Task, get_task, task_of
 
 TINY = ["--model_preset", "tiny", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
@@ -22,21 +22,7 @@ SECRET = "hf_lensHFsecretTOKEN0123456789"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("task_data")
-    write_deeplense_model_tree(root / "deeplense", n_per_class=12, n_test_per_class=4, image_size=32)
-    write_lens_finding_tree(root / "lens_finding", n_per_folder=12, image_size=32)
-    write_sr_tree(root / "sr", n_pairs=24, lr_size=16)
-    cache = root / "cache"
-    deeplense = ["--dataset_name", "deeplense", "--data_dir", root / "deeplense", "--cache_dir", cache]
-    return {
-        "classification": [*deeplense, "--dataset_config", "model_ii",
-                           "--dataset_overrides", "image_size=32,validation_fraction=0.3"],
-        "regression": [*deeplense, "--dataset_config", "regression_model_ii", "--dataset_overrides", "image_size=32"],
-        "lens_finding": ["--dataset_name", "lens_finding", "--dataset_config", "npy", "--data_dir",
-                         root / "lens_finding", "--cache_dir", cache, "--dataset_overrides", "image_size=32"],
-        "super_resolution": ["--dataset_name", "lens_sr", "--data_dir", root / "sr", "--cache_dir", cache,
-                             "--dataset_overrides", "lr_size=16,hr_size=32"],
-    }
+    return sample_data_arguments(tmp_path_factory.mktemp("task_data"))
 
 
 # Every kind of run folder the scripts write: (name, script, data key, extra arguments, task recorded).
