@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_script, run_script, sample_data_arguments, tiny_config
+from helpers import load_script, sample_data_arguments, tiny_config
 from huggingface_hub import HfApi, ModelCard
 
 from lens_hf import LensImageProcessor, LensMAEForImageClassification
@@ -46,7 +46,8 @@ def run_folders(data, tmp_path_factory, local_hub):
         out = root / name
         push = ["--push_to_hub", "true", "--hub_model_id", f"org/{name}", "--hub_token", SECRET] \
             if name == "resnet18" else []
-        run_script(script, *data[data_key], *TINY, *extra, *push, "--max_steps", "2", "--output_dir", out)
+        load_script(script).main([*map(str, data[data_key]), *TINY, *extra, *push, "--max_steps", "2",
+                                  "--output_dir", str(out)])
         folders[name] = out
     return folders
 
