@@ -163,6 +163,8 @@ def render_model_card(
     license: str = "mit",  # noqa: A002 - the Hub's field name
     tags: Sequence[str] = (),
     num_parameters: int | None = None,
+    adapter: Mapping[str, Any] | None = None,
+    num_trainable_parameters: int | None = None,
     template: str = DEFAULT_TEMPLATE,
 ) -> ModelCard:
     """Render the model card of a lens_hf model.
@@ -182,6 +184,9 @@ def render_model_card(
         reference_metrics: label -> result shown beside the model in the table, e.g.
             {"bicubic upsampling (test)": bicubic_baseline_metrics(...)}; not in the model-index.
         card_dir: the folder the card will be saved in (`card.save(card_dir / "README.md")`).
+        adapter: the peft adapter config (`adapter_config.json`) of a LoRA run: the card is an adapter repo's
+            (`library_name: peft`, loading through `PeftModel` on `base_model`, the LoRA settings).
+        num_trainable_parameters: an adapter's trained parameters (LoRA matrices and head).
         template: file name in the project's `model_cards/` folder.
 
     Returns:
@@ -205,11 +210,14 @@ def render_model_card(
     model_name = repo_id.split("/")[-1]
     hub_dataset = _hub_dataset_id(dataset["id"])
     eval_results = _eval_results(spec, metrics, dataset)
+    adapter = dict(adapter) if adapter else None
+    if adapter and not base_model:
+        raise ValueError("an adapter's card needs its base model (the Hub id the adapter applies to)")
     card_data = ModelCardData(
         license=license,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag=spec.pipeline_tag,
-        tags=sorted(set(DEFAULT_TAGS) | {task.name.replace("_", "-")} | set(tags)),
+        tags=sorted(set(DEFAULT_TAGS) | {task.name.replace("_", "-")} | set(tags) | ({"lora", "peft"} if adapter else set())),
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=base_model,
         model_name=model_name,
@@ -236,6 +244,12 @@ def render_model_card(
         model_type=model_type,
         architecture_name=architecture_name,
         num_parameters=f"{num_parameters:,}" if num_parameters else None,
+        num_trainable_parameters=f"{num_trainable_parameters:,}" if num_trainable_parameters else None,
+        adapter=None if not adapter else {
+            "rank": adapter.get("r"), "alpha": adapter.get("lora_alpha"), "dropout": adapter.get("lora_dropout"),
+            "rslora": bool(adapter.get("use_rslora")),
+            "targets": ", ".join(f"`{t}`" for t in sorted(adapter.get("target_modules") or [])),
+            "trained_in_full": ", ".join(f"`{m}`" for m in adapter.get("modules_to_save") or [])},
         base_model=base_model,
         base_model_url=f"https://huggingface.co/{base_model}" if base_model else None,
         dataset={"name": dataset_name, "config": dataset.get("config"),
@@ -248,5 +262,5 @@ def render_model_card(
         other_arguments=other_arguments,
         architecture=[(key, _cell(config_dict[key])) for key in ENCODER_KEYS + spec.config_keys
                       if config_dict.get(key) is not None],
-        citations=citations(*spec.citation_keys),
+        citations=citations(*spec.citation_keys, *(("lora",) if adapter else ())),
     )

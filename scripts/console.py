@@ -25,6 +25,10 @@ def pretrain_mae() -> None:
     _run("pretrain_mae")
 
 
+def pretrain_contrastive() -> None:
+    _run("pretrain_contrastive")
+
+
 def finetune() -> None:
     _run("finetune")
 

@@ -1,64 +1,80 @@
 #!/usr/bin/env python
-"""Classification, axion-mass regression or lens finding with LensMAE: linear probe, finetune or from scratch.
+"""Classification, axion-mass regression or lens finding with LensMAE: linear probe, finetune, LoRA or from scratch.
 
     accelerate launch scripts/finetune.py --task classification --mode finetune \
         --model_name_or_path outputs/lens-mae --output_dir outputs/lens-mae-classifier
     python scripts/finetune.py --task regression --mode scratch --output_dir outputs/regressor --max_steps 100
     python scripts/finetune.py --task lens_finding --mode linear_probe --model_name_or_path outputs/lens-mae \
         --imbalance weighted_sampler --output_dir outputs/lens-finder
+    python scripts/finetune.py --mode lora --model_name_or_path outputs/lens-mae --lora_rank 8 --merge_adapter \
+        --output_dir outputs/lens-mae-lora
+    python scripts/finetune.py --architecture resnet18 --mode linear_probe --probe_solver lbfgs \
+        --model_name_or_path outputs/simclr-resnet18 --output_dir outputs/simclr-probe
 
 Recipes (facebookresearch/mae): linear_probe = frozen encoder, BatchNorm1d(affine=False) + Linear, LARS, base lr 0.1, wd 0
 (`--probe_solver lbfgs`: the head fitted to convergence on features computed once, L2 chosen on validation);
 finetune = AdamW, layer-wise lr decay 0.75, base lr 1e-3, wd 0.05, drop path 0.1; scratch = finetune without
-layer decay. Every value can be overridden on the command line.
+layer decay; lora = peft LoRA adapters on the encoder's attention and MLP linears (`qkv`, `proj`, `fc1`, `fc2`)
+with the head trained in full, AdamW base lr 4e-3, no layer decay. A ResNet-18 (`--architecture resnet18`) trains
+from scratch, finetunes from a checkpoint (e.g. a SimCLR encoder) without layer decay, or is probed (L-BFGS).
+Every value can be overridden on the command line.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 
-from transformers import ResNetConfig, ResNetForImageClassification
+from transformers import ResNetForImageClassification
 
 from lens_hf import LensMAEForImageClassification
 from lens_hf.tasks import TASKS as ALL_TASKS
 from lens_hf.tasks import get_task
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
-from lens_hf.training.models import fresh_config, pretrained
+from lens_hf.training.adapters import LENS_MAE_LORA_TARGETS, merge_adapter_folder, wrap_with_lora
+from lens_hf.training.models import fresh_config, pretrained, resnet18_config
 from lens_hf.training.probe import fit_linear_probe
 
 # The tasks whose models are image-classification heads (a registered task with that model class appears here).
 TASKS = tuple(name for name, task in ALL_TASKS.items() if task.model_class == "LensMAEForImageClassification")
-MODES = ("linear_probe", "finetune", "scratch")
+MODES = ("linear_probe", "finetune", "scratch", "lora")
 IMBALANCE = ("none", "weighted_sampler", "loss_weights")
 ARCHITECTURES = ("lens_mae", "resnet18")
 PROBE_SOLVERS = ("sgd", "lbfgs")
 
 
 def resnet18(image_size: int, num_channels: int, **head) -> ResNetForImageClassification:
-    """transformers' ResNet-18 (basic blocks 2-2-2-2, widths 64-512) with `num_channels` input bands: the CNN
-    baseline DeepLense compares against."""
-    config = ResNetConfig(num_channels=num_channels, embedding_size=64, hidden_sizes=[64, 128, 256, 512],
-                          depths=[2, 2, 2, 2], layer_type="basic", **head)
-    config.image_size = image_size  # read by the image processor of the run
-    return ResNetForImageClassification(config)
+    """A fresh ResNet-18 classifier (`lens_hf.training.models.resnet18_config`) with `num_channels` bands."""
+    return ResNetForImageClassification(resnet18_config(image_size, num_channels, **head))
 
 
 @dataclass
 class FinetuneArguments:
     task: str = field(default="classification", metadata={"help": "classification | regression | lens_finding."})
-    mode: str = field(default="finetune", metadata={"help": "linear_probe | finetune | scratch."})
+    mode: str = field(default="finetune", metadata={"help": "linear_probe | finetune | scratch | lora."})
     imbalance: str = field(default="none", metadata={"help": "Class imbalance handling: none | weighted_sampler | "
                                                       "loss_weights (inverse class frequency)."})
     classifier_pooling: str = field(default="mean", metadata={"help": "mean | cls token features."})
-    architecture: str = field(default="lens_mae", metadata={"help": "lens_mae | resnet18 (the transformers ResNet "
-                                                             "baseline, one input band per channel; --mode scratch, "
-                                                             "classification or lens finding only)."})
+    architecture: str = field(default="lens_mae", metadata={"help": "lens_mae | resnet18 (transformers' ResNet, one "
+                                                             "input band per channel; classification or lens "
+                                                             "finding; scratch, finetune or an L-BFGS linear probe "
+                                                             "from a checkpoint such as a SimCLR encoder)."})
     classifier_head_norm: str = field(default="layernorm", metadata={"help": "finetune/scratch head: layernorm (MAE) | "
                                                                      "batchnorm (standardises features across the batch)."})
     probe_solver: str = field(default="sgd", metadata={"help": "linear_probe only: sgd (the recipe's LARS loop, "
                                                        "--max_steps) | lbfgs (frozen features once, head fitted to "
                                                        "convergence, L2 strength chosen on the validation split)."})
+    lora_rank: int = field(default=8, metadata={"help": "--mode lora: rank of the adapters."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "--mode lora: scaling alpha (update x alpha / rank)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "--mode lora: dropout on the adapter input."})
+    lora_target_modules: str = field(default=",".join(LENS_MAE_LORA_TARGETS), metadata={
+        "help": "--mode lora: comma-separated module names that get adapters (LensMAE's attention qkv/proj and MLP "
+                "fc1/fc2; a name matching no module is an error)."})
+    use_rslora: bool = field(default=False, metadata={"help": "--mode lora: rank-stabilised scaling alpha / sqrt(rank)."})
+    merge_adapter: bool = field(default=False, metadata={"help": "--mode lora: also save the adapter merged into the "
+                                                         "weights as <output_dir>/merged (a plain model)."})
 
     def __post_init__(self):
         for name, allowed in (("task", TASKS), ("mode", MODES), ("imbalance", IMBALANCE),
@@ -71,9 +87,16 @@ class FinetuneArguments:
         if self.probe_solver == "lbfgs" and self.imbalance == "weighted_sampler":
             raise ValueError("--probe_solver lbfgs sees every training row once; weight classes with "
                              "--imbalance loss_weights instead of weighted_sampler")
-        if self.architecture == "resnet18" and (self.mode != "scratch" or self.task == "regression"):
-            raise ValueError("--architecture resnet18 is the from-scratch classification baseline: use --mode scratch "
-                             "with --task classification or lens_finding")
+        if self.architecture == "resnet18" and self.task == "regression":
+            raise ValueError("--architecture resnet18 classifies: use --task classification or lens_finding")
+        if self.architecture == "resnet18" and self.mode == "lora":
+            raise ValueError("--mode lora adapts the LensMAE encoder's linears; a ResNet-18 finetunes "
+                             "(--mode finetune) or is probed (--mode linear_probe --probe_solver lbfgs)")
+        if self.architecture == "resnet18" and self.mode == "linear_probe" and self.probe_solver != "lbfgs":
+            raise ValueError("a ResNet-18 linear probe is fitted with --probe_solver lbfgs on its frozen features "
+                             "(the SGD probe's frozen-BatchNorm head is LensMAE's)")
+        if self.merge_adapter and self.mode != "lora":
+            raise ValueError(f"--merge_adapter merges a LoRA adapter; it needs --mode lora, got --mode {self.mode}")
 
 
 def inverse_frequency(labels: list[int], num_classes: int) -> list[float]:
@@ -94,6 +117,9 @@ def main(argv=None):
         raise SystemExit(f"--mode {args.mode} needs --model_name_or_path (a pretrained LensMAE); use --mode scratch "
                          "to train from random weights.")
     task = get_task(args.task)
+    if args.mode == "lora" and Path(model_args.model_name_or_path).is_dir():
+        # the adapter records its base model: a local one by its absolute path, so the run folder loads from anywhere
+        model_args.model_name_or_path = str(Path(model_args.model_name_or_path).resolve())
 
     def build_model(info, recipe_config):
         head = dict(classifier_mode="linear_probe" if args.mode == "linear_probe" else "finetune",
@@ -110,22 +136,34 @@ def main(argv=None):
                         id2label=dict(enumerate(names)), label2id={n: k for k, n in enumerate(names)})
         if args.architecture == "resnet18":
             head = {k: v for k, v in head.items() if k in ("num_labels", "problem_type", "id2label", "label2id")}
-            return resnet18(info.image_size, info.num_channels, **head)
+            if args.mode == "scratch":
+                return resnet18(info.image_size, info.num_channels, **head)
+            return pretrained(ResNetForImageClassification, model_args, **head)
         if args.mode == "scratch":
             return LensMAEForImageClassification(fresh_config(model_args, info.image_size, info.num_channels, **head))
-        return pretrained(LensMAEForImageClassification, model_args, **head)
+        model = pretrained(LensMAEForImageClassification, model_args, **head)
+        if args.mode == "lora":
+            return wrap_with_lora(model, rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                                  target_modules=args.lora_target_modules, use_rslora=args.use_rslora)
+        return model
 
     def solve_probe(accelerator, model, train_rows, validation_rows, output_dir, class_weights):
         return fit_linear_probe(accelerator, model, train_rows, validation_rows, output_dir,
                                 class_weights=class_weights)
 
-    return run_training(
-        task=task, recipe=args.mode, data_args=data_args, model_args=model_args, run_args=run_args,
+    # A ResNet has no transformer layers to decay the lr over: its finetune is the scratch recipe from a checkpoint.
+    recipe = "scratch" if args.architecture == "resnet18" and args.mode == "finetune" else args.mode
+    metrics = run_training(
+        task=task, recipe=recipe, data_args=data_args, model_args=model_args, run_args=run_args,
         build_model=build_model, extra_args=args,
         class_weights_fn=inverse_frequency if args.imbalance == "weighted_sampler" else None,
         loss_weights_fn=inverse_frequency if args.imbalance == "loss_weights" else None,
         head_solver=solve_probe if args.probe_solver == "lbfgs" else None,
     )
+    if args.merge_adapter and PartialState().is_main_process:
+        merged = merge_adapter_folder(run_args.output_dir, LensMAEForImageClassification, model_args.trust_remote_code)
+        print(f"merged the adapter into {merged}")
+    return metrics
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def test_every_task_renders_a_parseable_model_index(tmp_path):
         "lens_finding": functional.lens_finding_metrics(rng.random(30), np.arange(30) % 2),
         "regression": functional.regression_metrics(truth + 0.1, truth),
         "super_resolution": functional.super_resolution_metrics(images * 0.9, images),
+        "contrastive": functional.view_retrieval_metrics(rng.normal(size=(30, 8)), rng.normal(size=(30, 8))),
     }
     assert set(results) == set(TASKS)
     for task, result in results.items():

@@ -34,6 +34,10 @@ RUNS = [
     ("lens_finding", "finetune.py", "lens_finding", ["--task", "lens_finding", "--mode", "scratch",
                                                      "--imbalance", "loss_weights"], "lens_finding"),
     ("super_resolution", "train_sr.py", "super_resolution", ["--patch_size", "4"], "super_resolution"),
+    ("contrastive", "pretrain_contrastive.py", "classification", ["--backbone", "resnet18"], "contrastive"),
+    # a LoRA adapter on the pretraining run above (RUNS are trained in this order)
+    ("lora", "finetune.py", "classification", ["--mode", "lora", "--model_name_or_path", "{pretraining}"],
+     "classification"),
 ]
 
 
@@ -46,6 +50,7 @@ def run_folders(data, tmp_path_factory, local_hub):
         out = root / name
         push = ["--push_to_hub", "true", "--hub_model_id", f"org/{name}", "--hub_token", SECRET] \
             if name == "resnet18" else []
+        extra = [str(folders.get(word[1:-1], word)) if word.startswith("{") else word for word in extra]
         load_script(script).main([*map(str, data[data_key]), *TINY, *extra, *push, "--max_steps", "2",
                                   "--output_dir", str(out)])
         folders[name] = out
@@ -66,10 +71,15 @@ def test_every_run_folder_evaluates_and_publishes_with_its_task(run_folders, dat
     assert after["summary"][split] == pytest.approx(summary[split], rel=1e-6)  # same model, data, recorded seed
     headline = {key for key, _ in get_task(task).card.headline_metrics}
     assert headline <= set(after["summary"][split])
-    load_script("push_to_hub.py").main(["--run_dir", str(folder), "--repo_id", f"org/{name}-copy"])
+    adapter = ["--base_model_id", "org/pretraining-copy"] if name == "lora" else []  # its base is a local folder
+    load_script("push_to_hub.py").main(["--run_dir", str(folder), "--repo_id", f"org/{name}-copy", *adapter])
     card = ModelCard.load(f"org/{name}-copy")
     assert {r.metric_type for r in card.data.eval_results} >= headline
-    assert f'{get_task(task).card.auto_class}.from_pretrained("org/{name}-copy")' in card.text
+    if name == "lora":  # an adapter repo loads through peft on its base model
+        assert card.data.library_name == "peft" and card.data.base_model == "org/pretraining-copy"
+        assert 'PeftModel.from_pretrained(base, "org/lora-copy")' in card.text
+    else:
+        assert f'{get_task(task).card.auto_class}.from_pretrained("org/{name}-copy")' in card.text
 
 
 def test_a_token_never_reaches_a_file(run_folders):
@@ -146,10 +156,11 @@ def test_a_model_without_a_recorded_task_is_an_error_not_a_guess(tmp_path, three
 
 
 def test_task_registry_is_complete_and_task_of_reads_the_config():
-    assert set(TASKS) == {"pretraining", "classification", "regression", "lens_finding", "super_resolution"}
+    assert set(TASKS) == {"pretraining", "classification", "regression", "lens_finding", "super_resolution",
+                          "contrastive"}
     for name, task in TASKS.items():
         assert task.name == name and get_task(name) is task and get_task(task) is task
-        assert task.card.headline_metrics and task.card.auto_class.startswith("AutoModelFor")
+        assert task.card.headline_metrics and task.card.auto_class.startswith("AutoModel")
         assert task.metric_module in __import__("lens_hf.metrics", fromlist=["x"]).METRIC_NAMES
     assert task_of(tiny_config(lens_task="regression")) is TASKS["regression"]
     assert task_of({"lens_task": "pretraining"}) is TASKS["pretraining"]

@@ -18,7 +18,7 @@ from .readers import (
     read_npy_image,
 )
 from .splits import assign_split
-from .transforms import LensTrainingTransform, d4_transform, with_training_transforms
+from .transforms import LensTrainingTransform, LensViewAugmentation, d4_transform, with_training_transforms
 
 __all__ = [
     "BadFileLog",
@@ -27,6 +27,7 @@ __all__ = [
     "LensDataError",
     "LensGeneratorBuilder",
     "LensTrainingTransform",
+    "LensViewAugmentation",
     "assign_split",
     "available_builders",
     "builder_class",

@@ -8,6 +8,8 @@ Nothing is materialised: each batch is read from Arrow, transformed and handed t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, Optional, Sequence, Union
 
 import datasets
@@ -145,3 +147,93 @@ def with_training_transforms(
             for split, split_dataset in dataset.items()
         }
     )
+
+
+@dataclass(frozen=True)
+class LensViewAugmentation:
+    """The random "view" of a lensing image that contrastive pretraining (SimCLR) compares: what may change
+    between two views is what does not change the physics the labels describe. Each step, and why it is allowed:
+
+    - a D4 element (`random_d4`): the sky has no preferred orientation or handedness;
+    - a sub-pixel translation (up to `max_shift` px, bilinear): the lens centre is only known to a pixel, and
+      the position carries no information about dark-matter substructure;
+    - PSF-width jitter (a Gaussian blur of sigma up to `max_blur_sigma` px, added in quadrature to the
+      instrument PSF): the seeing varies between exposures and instruments;
+    - noise-level jitter (Gaussian noise of up to `max_noise` x the image's standard deviation): exposure time
+      and sky background vary; substructure must be recognised through noise;
+    - flux scaling (x U(1 - `flux_scale`, 1 + `flux_scale`)): the source's brightness and the zero point do not
+      set the lens's mass distribution.
+
+    Never colour jitter (one band: there is no colour, and band ratios would be physics) and never a crop: the
+    ring is the signal, and a crop that cuts it away removes the substructure the views must agree on.
+    Deterministic given the generator, so augmentation in training is resume-exact and evaluation is fixed."""
+
+    d4: bool = True
+    max_shift: float = 1.0
+    max_blur_sigma: float = 0.75
+    max_noise: float = 0.05
+    flux_scale: float = 0.2
+
+    def __post_init__(self):
+        for name in ("max_shift", "max_blur_sigma", "max_noise", "flux_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"LensViewAugmentation.{name} must be a finite number >= 0, got {value!r}")
+        if self.flux_scale >= 1:
+            raise ValueError(f"LensViewAugmentation.flux_scale must be < 1 (it scales by 1 +- flux_scale), got "
+                             f"{self.flux_scale}")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+
+    def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random view of every image of a `(batch, channels, height, width)` tensor."""
+        if pixel_values.ndim != 4:
+            raise ValueError(f"LensViewAugmentation takes (batch, channels, height, width) images, got shape "
+                             f"{tuple(pixel_values.shape)}")
+        images = pixel_values
+        batch = images.shape[0]
+
+        def uniform(*shape):
+            return torch.rand(*shape, generator=generator, device=generator.device).to(images.device, images.dtype)
+
+        if self.d4:
+            (images,) = random_d4(images, generator=generator)
+        if self.max_shift > 0:
+            images = _translate(images, (uniform(batch, 2) * 2 - 1) * self.max_shift)
+        if self.max_blur_sigma > 0:
+            images = _gaussian_blur(images, uniform(batch) * self.max_blur_sigma)
+        if self.max_noise > 0:
+            scale = uniform(batch, 1, 1, 1) * self.max_noise * images.std(dim=(1, 2, 3), keepdim=True)
+            noise = torch.randn(images.shape, generator=generator, device=generator.device).to(images.device, images.dtype)
+            images = images + scale * noise
+        if self.flux_scale > 0:
+            images = images * (1 + (uniform(batch, 1, 1, 1) * 2 - 1) * self.flux_scale)
+        return images
+
+
+def _translate(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift each image by (dx, dy) pixels (bilinear; zeros enter at the border, where a lensing frame is sky)."""
+    batch, _, height, width = images.shape
+    theta = torch.zeros(batch, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * shifts[:, 0] / width  # grid coordinates span [-1, 1] over the image
+    theta[:, 1, 2] = -2 * shifts[:, 1] / height
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Blur image i with a normalised Gaussian of `sigmas[i]` px (sigma 0: unchanged), separably."""
+    batch, channels, height, width = images.shape
+    radius = max(1, int(np.ceil(3 * float(sigmas.max()))))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    safe = sigmas.clamp_min(1e-3)[:, None]
+    kernels = torch.exp(-0.5 * (offsets[None] / safe) ** 2)
+    kernels = torch.where(sigmas[:, None] > 1e-3, kernels, (offsets[None] == 0).to(images.dtype))
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)  # (B*C, K)
+    flat = images.reshape(1, batch * channels, height, width)
+    flat = torch.nn.functional.pad(flat, (radius, radius, radius, radius), mode="replicate")
+    flat = torch.nn.functional.conv2d(flat, kernels[:, None, None, :], groups=batch * channels)
+    flat = torch.nn.functional.conv2d(flat, kernels[:, None, :, None], groups=batch * channels)
+    return flat.reshape(batch, channels, height, width)

@@ -367,6 +367,32 @@ def masked_reconstruction_metrics(predictions, references, mask) -> dict:
     }
 
 
+def view_retrieval_metrics(features_a, features_b) -> dict:
+    """How well two augmented views of the same images find each other among all images of a split (the
+    SimCLR pretext task, scored on the encoder's features): row i of `features_a` and of `features_b` are views of
+    image i. `top1`: fraction of rows whose nearest `features_b` row (cosine) is its own view (chance 1/N);
+    `positive_cosine` / `negative_cosine`: mean cosine similarity of matching / non-matching pairs."""
+    a, b = to_numpy(features_a, "features_a"), to_numpy(features_b, "features_b")
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"`features_a` {a.shape} and `features_b` {b.shape} must both be (N, dim) with equal shapes.")
+    if len(a) < 2:
+        raise ValueError("view retrieval needs at least 2 images")
+    for array, name in ((a, "features_a"), (b, "features_b")):
+        _check_finite(array, name)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    similarity = a @ b.T
+    n = len(a)
+    off_diagonal = ~np.eye(n, dtype=bool)
+    return {
+        "top1": float(np.mean(similarity.argmax(axis=1) == np.arange(n))),
+        "positive_cosine": float(np.mean(np.diag(similarity))),
+        "negative_cosine": float(np.mean(similarity[off_diagonal])),
+        "chance_top1": 1.0 / n,
+        "num_images": int(n),
+    }
+
+
 def scalar_metrics(result: dict, prefix: str = "") -> dict[str, float]:
     """The scalar entries of a metrics result, nested dicts flattened with '/' (curves and matrices dropped).
 

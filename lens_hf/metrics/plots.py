@@ -163,6 +163,26 @@ def plot_regression_scatter(references, predictions, path, title: str = "Axion m
     return _save(figure, path)
 
 
+def plot_similarity_histogram(features_a, features_b, path, title: str = "View similarity") -> Path:
+    """Cosine similarity of matching views (the same image) against non-matching pairs: a contrastive encoder
+    separates the two distributions."""
+    a, b = to_numpy(features_a, "features_a"), to_numpy(features_b, "features_b")
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    similarity = a @ b.T
+    figure = _new_figure(4.8, 3.4)
+    axis = figure.subplots()
+    bins = np.linspace(-1, 1, 61)
+    axis.hist(similarity[~np.eye(len(a), dtype=bool)], bins=bins, density=True, alpha=0.6, label="different images")
+    axis.hist(np.diag(similarity), bins=bins, density=True, alpha=0.6, label="two views of one image")
+    axis.set_xlabel("cosine similarity of encoder features")
+    axis.set_ylabel("density")
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def plot_sr_grid(low_resolution, bicubic, super_resolved, high_resolution, path, num_examples: int = 4,
                  title: str = "Super-resolution") -> Path:
     """Rows of LR | bicubic | SR | HR for the first `num_examples` images."""

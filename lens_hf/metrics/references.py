@@ -21,6 +21,18 @@ BIBTEX = {
   booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
   pages={16000--16009}, year={2022}, eprint={2111.06377}, archivePrefix={arXiv}
 }""",
+    "simclr": """@inproceedings{chen2020simple,
+  title={A Simple Framework for Contrastive Learning of Visual Representations},
+  author={Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},
+  booktitle={Proceedings of the 37th International Conference on Machine Learning (ICML)},
+  pages={1597--1607}, year={2020}, eprint={2002.05709}, archivePrefix={arXiv}
+}""",
+    "lora": """@inproceedings{hu2022lora,
+  title={LoRA: Low-Rank Adaptation of Large Language Models},
+  author={Hu, Edward J. and Shen, Yelong and Wallis, Phillip and Allen-Zhu, Zeyuan and Li, Yuanzhi and Wang, Shean and Wang, Lu and Chen, Weizhu},
+  booktitle={International Conference on Learning Representations (ICLR)}, year={2022},
+  eprint={2106.09685}, archivePrefix={arXiv}
+}""",
     "lens_finding_challenge": """@article{metcalf2019strong,
   title={The strong gravitational lens finding challenge},
   author={Metcalf, R. Benton and others},

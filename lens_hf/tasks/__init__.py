@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import CardSection, LossContext, Task
 from .classification import ClassificationTask
+from .contrastive import ContrastiveTask
 from .lens_finding import LensFindingTask
 from .pretraining import PretrainingTask
 from .regression import RegressionTask
@@ -19,6 +20,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     RegressionTask(),
     LensFindingTask(),
     SuperResolutionTask(),
+    ContrastiveTask(),
 )}
 
 CONFIG_FIELD = "lens_task"

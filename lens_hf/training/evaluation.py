@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..tasks import CONFIG_FIELD, Task, get_task, task_of
+from .adapters import is_adapter_folder, load_adapter_model
 
 
 def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | None = None):
@@ -15,7 +16,8 @@ def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | N
 
     The task is the one recorded in its config (`config.lens_task`), or `task` when given (a folder saved
     without one). The model is loaded through the task's transformers Auto class, so every architecture a
-    script writes (LensMAE, the ResNet baseline) loads the same way."""
+    script writes (LensMAE, the ResNet baseline, a contrastive encoder) loads the same way; a LoRA run folder loads
+    as its base model with the adapter applied (`adapters.load_adapter_model`)."""
     import transformers
     from transformers import AutoConfig
 
@@ -25,6 +27,8 @@ def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | N
         raise ValueError(f"{path} was trained for task {recorded!r}; it cannot be evaluated as {get_task(task).name!r}")
     task = get_task(task) if task is not None else task_of(config, where=f"{path}/config.json")
     auto_class = getattr(transformers, task.card.auto_class)
+    if is_adapter_folder(path):  # a LoRA run: its base model with the adapter and head on top
+        return load_adapter_model(path, auto_class, trust_remote_code), task
     return auto_class.from_pretrained(path, trust_remote_code=trust_remote_code), task
 
 

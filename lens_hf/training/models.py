@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transformers import ResNetConfig
+
 from ..models.lens_mae import LensMAEConfig
 from .arguments import parse_overrides
 from .recipes import MODEL_PRESETS
@@ -23,3 +25,12 @@ def pretrained(model_class, model_args, **config_fields):
     fields.update(parse_overrides(model_args.config_overrides, "--config_overrides"))
     return model_class.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
                                        **fields)
+
+
+def resnet18_config(image_size: int, num_channels: int, **fields) -> ResNetConfig:
+    """transformers' ResNet-18 (basic blocks 2-2-2-2, widths 64-512) with `num_channels` input bands: the CNN
+    baseline DeepLense compares against and the backbone of its SimCLR work."""
+    config = ResNetConfig(num_channels=num_channels, embedding_size=64, hidden_sizes=[64, 128, 256, 512],
+                          depths=[2, 2, 2, 2], layer_type="basic", **fields)
+    config.image_size = image_size  # read by the image processor of the run
+    return config

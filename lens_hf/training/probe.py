@@ -18,13 +18,67 @@ from .loop import TrainLog
 L2_GRID = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
+class _ProbeHead:
+    """What the L-BFGS probe needs of a model: its frozen pooled features, the linear layer it fits, the loss,
+    and how the features are standardised at inference. Two kinds:
+
+    - a LensMAE linear probe (`classifier_mode="linear_probe"`): BatchNorm1d(affine=False) + Linear; the
+      BatchNorm's running statistics become the training features' exact mean and variance;
+    - transformers' `ResNetForImageClassification` (e.g. on a SimCLR ResNet-18): the head is one Linear, so the
+      fit runs on standardised features and the standardisation is folded into its weight and bias afterwards;
+      the saved model is a plain ResNet classifier whose logits equal the fitted probe's."""
+
+    def __init__(self, model):
+        self.model = model
+        self.is_resnet = hasattr(model, "resnet") and isinstance(getattr(model, "classifier", None), torch.nn.Sequential)
+        if not self.is_resnet and not getattr(model, "is_linear_probe", False):
+            raise ValueError("the L-BFGS probe solver fits the head of a linear probe: use --mode linear_probe "
+                             f"(a LensMAE probe or a ResNet classifier), got {type(model).__name__}")
+        self.linear = model.classifier[-1] if self.is_resnet else model.classifier
+        self.mean = self.scale = None
+
+    def features(self, pixel_values):
+        if self.is_resnet:
+            return self.model.resnet(pixel_values).pooler_output.flatten(1)
+        return self.model.pool(self.model.vit(pixel_values).last_hidden_state)
+
+    def standardise_with(self, train_x):
+        if self.is_resnet:
+            self.mean, self.scale = train_x.mean(0), train_x.std(0, unbiased=True).clamp_min(1e-6)
+        else:
+            self.model.head_norm.running_mean.copy_(train_x.mean(0))
+            self.model.head_norm.running_var.copy_(train_x.var(0, unbiased=True))
+
+    def logits(self, features):
+        if self.is_resnet:
+            return self.linear((features - self.mean) / self.scale)
+        return self.model.logits_from_features(features)
+
+    def loss(self, features, labels, class_weights):
+        logits = self.logits(features)
+        if self.is_resnet or (class_weights is not None and not self.model.is_regression and self.model.num_labels > 1):
+            weight = None if class_weights is None else class_weights.to(logits.device)
+            return F.cross_entropy(logits, labels.long(), weight=weight)
+        return self.model.compute_loss(logits, labels)
+
+    @torch.no_grad()
+    def finish(self):
+        """Fold the standardisation into the ResNet head: W x' + b with x' = (x - mean) / scale."""
+        if self.is_resnet:
+            weight = self.linear.weight / self.scale
+            self.linear.bias.sub_(weight @ self.mean)
+            self.linear.weight.copy_(weight)
+
+
 @torch.no_grad()
 def frozen_features(accelerator, model, dataloader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled encoder features and labels of every row of `dataloader`, gathered on every process in order."""
-    model.eval()
+    """Pooled encoder features and labels of every row of `dataloader`, gathered on every process in order
+    (`model`: a probe model, or its `_ProbeHead`)."""
+    head = model if isinstance(model, _ProbeHead) else _ProbeHead(accelerator.unwrap_model(model))
+    head.model.eval()
     features, labels = [], []
     for batch in dataloader:
-        pooled = model.pool(model.vit(batch["pixel_values"]).last_hidden_state).float().contiguous()
+        pooled = head.features(batch["pixel_values"]).float().contiguous()
         gathered = accelerator.gather_for_metrics({"features": pooled, "labels": batch["labels"].contiguous()})
         features.append(gathered["features"])  # kept on the model's device: the head is fitted there
         labels.append(gathered["labels"])
@@ -33,39 +87,32 @@ def frozen_features(accelerator, model, dataloader) -> tuple[torch.Tensor, torch
 
 def fit_linear_probe(accelerator, model, train_loader, validation_loader, output_dir=None, max_iterations: int = 1000,
                      class_weights: torch.Tensor | None = None, l2_grid=L2_GRID) -> dict:
-    """Fit the head of a `classifier_mode="linear_probe"` model on frozen features; returns what was chosen.
+    """Fit the linear head of a probe on frozen features; returns what was chosen.
 
-    The BatchNorm's running statistics become the exact mean/variance of the training features (so inference
-    normalises as the fit did); every process computes the same fit from the same gathered features."""
+    Every process computes the same fit from the same gathered features; at inference the model normalises its
+    features as the fit did (see `_ProbeHead`)."""
     model = accelerator.unwrap_model(model)
-    if not getattr(model, "is_linear_probe", False):
-        raise ValueError("the L-BFGS probe solver fits the head of a linear probe: use --mode linear_probe")
-    train_x, train_y = frozen_features(accelerator, model, train_loader)
-    val_x, val_y = frozen_features(accelerator, model, validation_loader)
-    norm = model.head_norm
-    norm.running_mean.copy_(train_x.mean(0))
-    norm.running_var.copy_(train_x.var(0, unbiased=True))
+    probe = _ProbeHead(model)
+    train_x, train_y = frozen_features(accelerator, probe, train_loader)
+    val_x, val_y = frozen_features(accelerator, probe, validation_loader)
+    probe.standardise_with(train_x)
     model.eval()  # the head normalises with those statistics, no dropout
 
-    def data_loss(features, labels):
-        logits = model.logits_from_features(features)
-        if class_weights is not None and not model.is_regression and model.num_labels > 1:
-            return F.cross_entropy(logits, labels.long(), weight=class_weights.to(logits.device))
-        return model.compute_loss(logits, labels)
-
-    head = model.classifier
+    head = probe.linear
     start = {key: value.clone() for key, value in head.state_dict().items()}
     trials = []
     for l2 in l2_grid:
         head.load_state_dict(start)
-        history = _lbfgs(head, lambda: data_loss(train_x, train_y) + 0.5 * l2 * head.weight.pow(2).sum(), max_iterations)
+        history = _lbfgs(head, lambda: probe.loss(train_x, train_y, class_weights) + 0.5 * l2 * head.weight.pow(2).sum(),
+                         max_iterations)
         with torch.no_grad():
-            validation = data_loss(val_x, val_y).item()
+            validation = probe.loss(val_x, val_y, class_weights).item()
         trials.append({"l2": l2, "validation_loss": validation, "train_objective": history[-1],
                        "iterations": len(history), "history": history,
                        "state": {key: value.clone() for key, value in head.state_dict().items()}})
     best = min(trials, key=lambda trial: trial["validation_loss"])
     head.load_state_dict(best["state"])
+    probe.finish()
 
     if output_dir is not None:  # the run's train_log.jsonl: the chosen fit's curve, then every trial
         log = TrainLog(output_dir, accelerator.is_main_process, None)

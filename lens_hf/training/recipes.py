@@ -26,6 +26,15 @@ RECIPES: dict[str, dict] = {
     # scale (no per-image normalisation, which would scale the two images differently).
     "super_resolution": dict(optimizer="adamw", base_learning_rate=1e-3, weight_decay=0.01, warmup_ratio=0.05,
                              normalization="none"),
+    # SimCLR (Chen et al. 2020) at small batch: AdamW instead of LARS (LARS is for batches of thousands),
+    # base lr 1e-3 (x total batch / 256), wd 1e-4, short warmup then cosine; NT-Xent temperature 0.2 is the
+    # script's default (SimCLR's best at small batch lies in 0.1-0.5).
+    "contrastive": dict(optimizer="adamw", base_learning_rate=1e-3, weight_decay=1e-4, warmup_ratio=0.05,
+                        normalization="minmax"),
+    # LoRA finetune (Hu et al. 2022) of a pretrained encoder: only the low-rank adapters and the head train, so
+    # a larger lr than full finetuning and no layer decay by default (the frozen weights need no protection).
+    "lora": dict(optimizer="adamw", base_learning_rate=4e-3, weight_decay=0.01, layer_decay=None, warmup_ratio=0.1,
+                 drop_path_rate=0.1, normalization="minmax"),
 }
 
 # LensMAEConfig sizes. `small` is LensMAEConfig's default (the "default LensMAE"); `tiny` is for tests/smoke runs.

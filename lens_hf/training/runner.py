@@ -23,6 +23,7 @@ from ..metrics import plots
 from ..metrics.functional import scalar_metrics
 from ..tasks import CONFIG_FIELD, LossContext, Task, get_task, task_of
 from .accelerator import build_accelerator
+from .adapters import adapter_settings, is_adapter_folder, is_adapter_model, save_adapter_folder
 from .arguments import arguments_to_dict
 from .data import (
     class_names,
@@ -43,7 +44,7 @@ from .recipes import apply_recipe
 
 logger = logging.getLogger(__name__)
 
-PUSH_IGNORE = ["checkpoints/*", "logs/*"]
+PUSH_IGNORE = ["checkpoints/*", "logs/*", "merged/*"]  # a LoRA run pushes its adapter, not the merged copy
 
 
 @dataclass
@@ -259,7 +260,10 @@ def save_run_folder(model, processor, output_dir: Path, task: Task, metrics: dic
                     run_record: dict, data_args, model_args, run_args, description: str | None) -> None:
     """Model, processor, metrics.json, run_config.json, loss-curve plot and the model card (main process)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
+    if is_adapter_model(model):  # LoRA: the adapter and head, the classifier config, not the frozen base
+        save_adapter_folder(model, output_dir)
+    else:
+        model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     log = read_train_log(output_dir)
     steps = [r["step"] for r in log if "loss" in r]
@@ -297,6 +301,7 @@ def refresh_model_card(output_dir: Path, model, task: str | Task | None = None, 
     record = json.loads((output_dir / "metrics.json").read_text())
     dataset = run_record.get("dataset") or {"id": "unknown", "config": "default"}
     flat_args = {k: v for part in run_record.values() if isinstance(part, dict) for k, v in part.items()}
+    adapter = adapter_settings(output_dir) if is_adapter_folder(output_dir) else None
     shown = record.get("full", {})
     if not task.scores_train_split:  # the training split is shown only where the task compares it (pretraining)
         shown = {split: m for split, m in shown.items() if split != "train"}
@@ -308,11 +313,13 @@ def refresh_model_card(output_dir: Path, model, task: str | Task | None = None, 
         dataset={"id": dataset["id"], "name": f"{dataset['id']} ({dataset['config']})", "config": dataset["config"]},
         metrics=shown,
         plots={caption: output_dir / rel for caption, rel in record.get("plots", {}).items()},
-        base_model=run_record.get("base_model"),
+        base_model=(adapter or {}).get("base_model_name_or_path") or run_record.get("base_model"),
+        adapter=adapter,
         reference_metrics=record.get("references") or None,
         card_dir=output_dir,
         description=run_record.get("description"),
         num_parameters=sum(p.numel() for p in model.parameters()),
+        num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad) if adapter else None,
     )
     card.save(output_dir / "README.md")
     return output_dir / "README.md"

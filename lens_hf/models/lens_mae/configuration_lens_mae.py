@@ -119,6 +119,9 @@ class LensMAEConfig(PreTrainedConfig):
             The lens-hf task the model was trained for (`"pretraining"`, `"classification"`, `"regression"`,
             `"lens_finding"`, `"super_resolution"`); set by the lens-hf scripts, read back by evaluation and the
             model card (a two-class classifier and a lens finder share a head).
+        lens_contrastive (`dict`, *optional*):
+            For an encoder pretrained contrastively (SimCLR): its NT-Xent temperature, projection size and view
+            augmentation, recorded so an evaluation draws the same views. Set by `pretrain_contrastive.py`.
 
     Example:
 
@@ -163,6 +166,7 @@ class LensMAEConfig(PreTrainedConfig):
     sr_loss: Literal["l1", "mse"] = "l1"
     check_finite_inputs: bool = True
     lens_task: str | None = None
+    lens_contrastive: dict | None = None
 
     def __post_init__(self, **kwargs):
         self._reject_unknown_kwargs(kwargs)
