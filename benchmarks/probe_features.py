@@ -1,6 +1,7 @@
-"""What a linear probe can read from frozen LensMAE features: per encoder layer, a converged logistic regression
-on mean-pooled tokens of a pretrained model and of the same architecture with random weights, the conditioning of
-the standardised features, and a logistic regression on the pixels themselves.
+"""What a linear probe can read from frozen encoder features: per encoder layer, a converged logistic regression
+on mean-pooled tokens (LensMAE) or pooled stage maps (ResNet, e.g. a SimCLR encoder) of a pretrained model and of
+the same architecture with random weights, the conditioning of the standardised features, and a logistic
+regression on the pixels themselves. `--labels_per_class k` fits every regression on a k-per-class subset.
 
     python benchmarks/probe_features.py --model_dir demo_output/lens-mae --cache_dir demo_output/cache
 
@@ -14,6 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
-from transformers import AutoImageProcessor  # noqa: E402
+from transformers import AutoImageProcessor, AutoModel  # noqa: E402
 
-from lens_hf import LensMAEModel  # noqa: E402
+import lens_hf  # noqa: E402,F401  (registers LensMAE with AutoModel)
 from lens_hf.data import load_builder  # noqa: E402
+from lens_hf.data.splits import labelled_subset_indices  # noqa: E402
 from lens_hf.training import parse_arguments  # noqa: E402
 from lens_hf.tasks import get_task  # noqa: E402
 
@@ -36,16 +39,22 @@ class ProbeFeatureArguments:
     cache_dir: str = field(default=None, metadata={"help": "Data cache of that run (so the data is not simulated again)."})
     threads: int = field(default=2, metadata={"help": "torch threads."})
     seed: int = field(default=0, metadata={"help": "Seed of the random-weight encoder."})
+    labels_per_class: Optional[int] = field(default=None, metadata={"help": "Fit on a class-balanced subset of the training "
+                                                          "split (lens_hf.data.splits.labelled_subset_indices)."})
+    subset_seed: int = field(default=0, metadata={"help": "Seed of that subset."})
 
 
 @torch.no_grad()
 def layer_features(model, pixel_values, batch_size: int = 256) -> list[np.ndarray]:
-    """Mean-pooled patch tokens after the embedding and after every block (the last one LayerNorm-ed, as the
-    heads read it)."""
+    """LensMAE: mean-pooled patch tokens after the embedding and after every block (the last one LayerNorm-ed,
+    as the heads read it). ResNet: the globally average-pooled map after the stem and after every stage."""
     model.eval()
     per_layer = []
     for start in range(0, len(pixel_values), batch_size):
         output = model(pixel_values=pixel_values[start:start + batch_size], output_hidden_states=True)
+        if getattr(output, "pooler_output", None) is not None:  # ResNet: (B, C, H, W) maps
+            per_layer.append([state.mean(dim=(2, 3)).numpy() for state in output.hidden_states])
+            continue
         states = [*output.hidden_states[:-1], output.last_hidden_state]
         per_layer.append([state[:, 1:].mean(1).numpy() for state in states])
     return [np.concatenate(parts) for parts in zip(*per_layer)]
@@ -85,14 +94,18 @@ def main(argv=None):
     dataset = load_builder(record["dataset_name"], record["dataset_config"], seed=record["dataset_seed"],
                            cache_dir=args.cache_dir or record["cache_dir"], n_train=record["num_train"],
                            n_validation=record["num_validation"], n_test=record["num_test"])
+    if args.labels_per_class:
+        dataset["train"] = dataset["train"].select(labelled_subset_indices(dataset["train"]["label"],
+                                                                           args.labels_per_class, args.subset_seed))
+        print(f"# training rows: {args.labels_per_class} per class (subset seed {args.subset_seed})")
     processor = AutoImageProcessor.from_pretrained(folder)
     splits = dict(zip(("train", "validation", "test"), processed_splits(dataset, processor)))
     names = dataset["train"].features["label"].names
     pixels = logistic_regression_metrics(*[(p.flatten(1).numpy(), y) for p, y in splits.values()], names)
     print(f"pixels/logistic_regression accuracy {pixels['accuracy']:.3f} micro_auc {pixels['roc_auc_micro']:.3f}")
-    pretrained = LensMAEModel.from_pretrained(folder)
+    pretrained = AutoModel.from_pretrained(folder)
     torch.manual_seed(args.seed)
-    random = LensMAEModel(pretrained.config)
+    random = type(pretrained)(pretrained.config)
     for label, model in (("pretrained", pretrained), ("random_weights", random)):
         features = {name: layer_features(model, images) for name, (images, _) in splits.items()}
         labels = {name: y for name, (_, y) in splits.items()}

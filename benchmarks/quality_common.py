@@ -60,8 +60,8 @@ def setup(extra_dataclasses=(), argv=None):
     save_steps = args.save_steps or (2000 if args.size == "full" else 250)
     common += ["--save_steps", save_steps, "--resume_from_checkpoint", "latest"] if args.resume else ["--save_steps", 0]
 
-    def stage(title: str, script: str, stage_args: list) -> Path:
-        return run_stage(title, script, stage_args, env, reuse_finished=args.resume)
+    def stage(title: str, script: str, stage_args: list, in_process: bool = False) -> Path:
+        return run_stage(title, script, stage_args, env, reuse_finished=args.resume, in_process=in_process)
 
     return parsed, out, stage, common
 

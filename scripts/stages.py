@@ -5,6 +5,7 @@ token) is shown and recorded as `***`."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -45,13 +46,16 @@ CHECKPOINT_FLAGS = ("--save_steps", "--save_total_limit", "--resume_from_checkpo
 
 
 def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None,
-              reuse_finished: bool = False) -> Path:
+              reuse_finished: bool = False, in_process: bool = False) -> Path:
     """Run the script `script` ("finetune.py": `python -m lens_hf.scripts.finetune`) with `args` (which must
     include `--output_dir`); returns the run folder.
 
     `reuse_finished`: a run folder that a previous call finished with the same command (recorded in
     `logs/stage_command.json` beside its metrics.json; checkpointing flags aside) is returned as it is instead of
-    being trained again, so a long job cut off by a time limit continues where it stopped."""
+    being trained again, so a long job cut off by a time limit continues where it stopped.
+    `in_process`: call the script's `main(args)` in this process (the command printed is still the one to rerun
+    it by hand): a job of many short stages saves each stage's interpreter start and imports (several seconds);
+    `env` is then not applied, the caller sets its threads."""
     module = f"lens_hf.scripts.{Path(script).stem}"
     words = ["python", "-m", module, *map(str, args)]
     folder = Path(words[words.index("--output_dir") + 1])
@@ -61,9 +65,12 @@ def run_stage(title: str, script: str, args: list, env: dict, timings: list | No
         return folder
     (folder / STAGE_RECORD).unlink(missing_ok=True)  # until this run finishes, the folder is not a finished run
     start = time.time()
-    result = subprocess.run([sys.executable, *words[1:]], env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"stage {title!r} failed (exit {result.returncode}); its command is printed above")
+    if in_process:
+        importlib.import_module(module).main(words[3:])
+    else:
+        result = subprocess.run([sys.executable, *words[1:]], env=env)
+        if result.returncode != 0:
+            raise SystemExit(f"stage {title!r} failed (exit {result.returncode}); its command is printed above")
     if timings is not None:
         timings.append((title, time.time() - start))
     (folder / STAGE_RECORD).parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import REPO_ROOT
 
@@ -140,3 +141,61 @@ def test_a_stage_counts_as_finished_only_with_its_own_command_and_a_completed_ru
     with pytest.raises(SystemExit, match="failed"):
         run_stage("broken", "finetune.py", ["--no_such_flag", "1", "--output_dir", folder], stage_environment(1))
     assert not (folder / STAGE_RECORD).exists()
+
+
+def test_labelled_subsets_are_balanced_nested_and_differ_by_seed():
+    from lens_hf.data.splits import labelled_subset_indices
+
+    labels = [0] * 50 + [1] * 30 + [2] * 20
+    ten = labelled_subset_indices(labels, 10, seed=0)
+    assert len(ten) == 30 and sorted(ten) == ten
+    assert [sum(labels[i] == c for i in ten) for c in range(3)] == [10, 10, 10]
+    assert set(labelled_subset_indices(labels, 5, seed=0)) <= set(ten)  # nested within a seed
+    assert labelled_subset_indices(labels, 10, seed=1) != ten
+    assert labelled_subset_indices(labels, 10, seed=0) == ten  # a function of (labels, k, seed) only
+    with pytest.raises(ValueError, match="class 2 has 20 training rows, fewer than labels_per_class=25"):
+        labelled_subset_indices(labels, 25, seed=0)
+
+
+def test_label_efficiency_smoke(tmp_path):
+    """The wiring of the label-efficiency row: every method on every subset (repeated subsets over two seeds),
+    aggregated as mean +- sd, plotted, the targets printed, run folders relative to --output_dir."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from quality_label_efficiency import METHODS
+
+    result = run_benchmark("label_efficiency", tmp_path)
+    record = json.loads((tmp_path / "quality_label_efficiency_model_ii.json").read_text())
+    assert set(record["results"]) == set(METHODS)
+    for method in METHODS:
+        assert set(record["results"][method]) == {"2", "all"}, method
+        runs = record["per_seed"][method]["2"]
+        assert len(runs) == 2 and len(record["per_seed"][method]["all"]) == 1
+        accuracy = record["results"][method]["2"]["accuracy"]
+        assert accuracy["mean"] == pytest.approx(np.mean([r["accuracy"] for r in runs]))
+        assert accuracy["sd"] == pytest.approx(np.std([r["accuracy"] for r in runs], ddof=1))
+        for folder in record["folders"][method]["2"]:
+            assert folder == "in-process (scikit-learn)" or (tmp_path / folder / "metrics.json").exists()
+        assert f"/{method}/2_per_class accuracy {accuracy['mean']:.4f}" in result.stdout
+    # the two seeds trained on different labelled rows, each class-balanced
+    configs = [json.loads((tmp_path / f / "run_config.json").read_text())["DataArguments"]
+               for f in record["folders"]["resnet18_scratch"]["2"]]
+    assert [(c["labels_per_class"], c["subset_seed"]) for c in configs] == [(2, 0), (2, 1)]
+    assert (tmp_path / record["plot"]).stat().st_size > 10_000
+    assert record["protocol"]["steps"] == {"2": 2, "all": 3}
+    assert "target: accuracy at 100/class" in result.stdout
+    assert absolute_paths(record) == [] and str(tmp_path) not in json.dumps(record)
+
+
+def test_label_efficiency_ablation_filters():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from quality_label_efficiency import SIZES, LabelEfficiencyArguments, downstream_steps, subsets
+
+    every = subsets(SIZES["cpu"])
+    assert every == [(10, 0), (10, 1), (10, 2), (100, 0), (100, 1), (100, 2), (1000, 0), (None, 0)]
+    chosen = LabelEfficiencyArguments(methods="mae_lora,resnet18_scratch", per_class="100,all")
+    assert chosen.selected_methods() == ("mae_lora", "resnet18_scratch")
+    assert chosen.selected_subsets(every) == [(100, 0), (100, 1), (100, 2), (None, 0)]
+    with pytest.raises(ValueError, match="unknown \\['vgg'\\]"):
+        LabelEfficiencyArguments(methods="vgg")
+    # steps: 30 epochs of the labelled images, within [100, 500]
+    assert [downstream_steps("cpu", n, min(64, n)) for n in (30, 300, 3000, 20000)] == [100, 141, 500, 500]

@@ -303,4 +303,4 @@ def test_resnet18_baseline_from_scratch(data, tmp_path):
     assert "accuracy" in json.loads((out / "metrics.json").read_text())["summary"]["test"]
     result = run_script("finetune.py", *data["classification"], *TINY_RUN, "--task", "regression", "--mode",
                         "scratch", "--architecture", "resnet18", "--output_dir", tmp_path / "bad", check=False)
-    assert result.returncode != 0 and "--architecture resnet18 is the from-scratch classification baseline" in result.stderr
+    assert result.returncode != 0 and "--architecture resnet18 classifies: use --task classification" in result.stderr

@@ -101,8 +101,8 @@ def test_installed_wheel_runs_every_step_without_the_source_tree(installed, prob
     inside_checkout = [entry for entry in probe["sys_path"] if entry.startswith(str(REPO_ROOT))]
     assert inside_checkout in ([], [sysconfig.get_paths()["purelib"]])  # only the borrowed third-party packages
     assert probe["pipeline_tag"] == "image-feature-extraction"  # the card template is found in the wheel
-    commands = [f"lens-hf-{name}" for name in ("pretrain-mae", "finetune", "train-sr", "evaluate", "push-to-hub",
-                                                "build-dataset", "simulate", "demo")]
+    commands = [f"lens-hf-{name}" for name in ("pretrain-mae", "pretrain-contrastive", "finetune", "train-sr",
+                                                "evaluate", "push-to-hub", "build-dataset", "simulate", "demo")]
     assert probe["entry_points"] == dict.fromkeys(commands, True)  # each loads a callable of the installed package
     assert all((bin_dir / command).is_file() for command in commands)
 

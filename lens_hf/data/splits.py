@@ -45,3 +45,23 @@ def derive_seed(seed: int, *purpose: object) -> int:
     """
     text = "\0".join(str(part) for part in (int(seed), *purpose))
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def labelled_subset_indices(labels, per_class: int, seed: int) -> list[int]:
+    """Row indices of a class-balanced labelled subset: for every class, the first `per_class` rows of a
+    permutation of that class's rows drawn by `numpy.random.default_rng(seed)` (classes in increasing label
+    order, one permutation each), returned in increasing row order. Subsets of one seed are nested: the 10 rows
+    per class of seed s are the first 10 of its 100. A class with fewer rows than `per_class` is an error."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if per_class < 1:
+        raise ValueError(f"labels_per_class must be >= 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < per_class:
+            raise ValueError(f"class {label} has {len(rows)} training rows, fewer than labels_per_class={per_class}")
+        chosen.append(rng.permutation(rows)[:per_class])
+    return sorted(int(i) for i in np.concatenate(chosen))

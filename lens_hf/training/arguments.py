@@ -46,6 +46,11 @@ class DataArguments:
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the simulated data (splits never overlap)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation/test rows."})
+    labels_per_class: Optional[int] = field(default=None, metadata={
+        "help": "Classification tasks: train on a class-balanced subset of N labelled rows per class (few-label "
+                "experiments; lens_hf.data.splits.labelled_subset_indices says how they are drawn)."})
+    subset_seed: int = field(default=0, metadata={"help": "Seed of the --labels_per_class subset (another seed, "
+                                                          "another subset)."})
     normalization: Optional[str] = field(default=None, metadata={
         "help": "minmax (per image) | standardize (mean/std measured on the training split) | none. Default: the "
                 "recipe's (minmax; none for super-resolution, whose LR and HR images share one scale). A pretrained "

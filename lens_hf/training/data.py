@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ..data import available_builders, load_builder
+from ..data.splits import labelled_subset_indices
 from ..data.transforms import LensTrainingTransform
 from ..image_processing_lens import LensImageProcessor
 from ..tasks import Task, get_task
@@ -49,6 +50,12 @@ def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
                 )
     if "train" not in dataset:
         raise ValueError(f"dataset {name!r} (config {config!r}) has no 'train' split; it has {list(dataset)}.")
+    if data_args.labels_per_class is not None:
+        if not task.has_classes:
+            raise ValueError(f"--labels_per_class draws a class-balanced subset; task {task.name!r} has no classes")
+        train = dataset["train"]
+        dataset["train"] = train.select(labelled_subset_indices(train[task.target_column], data_args.labels_per_class,
+                                                                data_args.subset_seed))
     limits = {"train": data_args.max_train_samples}
     return datasets.DatasetDict(
         {
