@@ -199,3 +199,29 @@ def run_script(script: str, *args, processes: int | None = None, check: bool = T
         raise AssertionError(f"{script} failed ({result.returncode}):\nSTDOUT:\n{result.stdout[-4000:]}\n"
                              f"STDERR:\n{result.stderr[-8000:]}")
     return result
+
+
+def assert_resume_redoes_the_last_steps(script_main, arguments: list, root: Path, weights: str) -> None:
+    """Run `script_main(arguments)` for 4 steps with checkpoints every 2 (into root/straight), copy its step-2
+    checkpoint into a fresh folder, resume there, and check that steps 3-4 (losses) and the saved `weights` file
+    are bit-identical to the uninterrupted run's."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    common = [*map(str, arguments), "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "5"]
+    straight, resumed = root / "straight", root / "resumed"
+    script_main([*common, "--output_dir", str(straight)])
+    shutil.copytree(straight / "checkpoints" / "step_00000002", resumed / "checkpoints" / "step_00000002")
+    script_main([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"])
+
+    def losses(folder):
+        log = [json.loads(x) for x in (folder / "logs" / "train_log.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in log if "loss" in r}
+
+    assert sorted(losses(resumed)) == [3, 4]
+    assert [losses(resumed)[s] for s in (3, 4)] == [losses(straight)[s] for s in (3, 4)]
+    a, b = load_file(straight / weights), load_file(resumed / weights)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

@@ -10,7 +10,7 @@ import socket
 import numpy as np
 import pytest
 import torch
-from helpers import load_script
+from helpers import assert_resume_redoes_the_last_steps, load_script
 from safetensors import safe_open
 
 from lens_hf.data import LensViewAugmentation
@@ -245,28 +245,11 @@ def test_resnet_linear_probe_from_a_contrastive_encoder_folds_the_standardisatio
 def test_contrastive_pretraining_resumes_exactly(pool):
     """Resuming from the step-2 checkpoint of a 4-step run redoes steps 3-4 exactly (the views come from the
     step's generator, the projection head is in the checkpoint)."""
-    import shutil
-
     root, data = pool
-    script = load_script("pretrain_contrastive.py")
-    common = [*data, "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
-              "--max_steps", "4", "--learning_rate", "1e-3", "--save_steps", "2", "--save_total_limit", "5"]
-    straight, resumed = root / "straight", root / "resumed"
-    script.main([*common, "--output_dir", str(straight)])
-    shutil.copytree(straight / "checkpoints" / "step_00000002", resumed / "checkpoints" / "step_00000002")
-    script.main([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"])
-
-    def losses(folder):
-        log = [json.loads(x) for x in (folder / "logs" / "train_log.jsonl").read_text().splitlines()]
-        return {r["step"]: r["loss"] for r in log if "loss" in r}
-
-    assert sorted(losses(resumed)) == [3, 4]
-    assert [losses(resumed)[s] for s in (3, 4)] == [losses(straight)[s] for s in (3, 4)]
-    with safe_open(str(straight / "model.safetensors"), "pt") as a, \
-            safe_open(str(resumed / "model.safetensors"), "pt") as b:
-        assert set(a.keys()) == set(b.keys())
-        for key in a.keys():
-            assert torch.equal(a.get_tensor(key), b.get_tensor(key)), key
+    assert_resume_redoes_the_last_steps(
+        load_script("pretrain_contrastive.py").main,
+        [*data, "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
+         "--learning_rate", "1e-3"], root / "resume", "model.safetensors")
 
 
 def test_contrastive_script_rejects_bad_settings(pool):

@@ -3,11 +3,10 @@ loads back (and merges into a plain model with equal logits), layer-wise lr deca
 work with the wrapped model, and an adapter repo pushed to the (local) Hub loads back on its base model."""
 
 import json
-import shutil
 
 import pytest
 import torch
-from helpers import load_script, tiny_config
+from helpers import assert_resume_redoes_the_last_steps, load_script, tiny_config
 from huggingface_hub import ModelCard
 
 from lens_hf import LensMAEForImageClassification
@@ -105,26 +104,13 @@ def test_layer_decay_and_precise_batchnorm_work_with_the_wrapped_model():
 
 
 def test_lora_training_resumes_exactly(base):
+    """The adapter and head resume exactly from a checkpoint of the wrapped model."""
     root, data, mae = base
-    common = [*data, "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
-              "--mode", "lora", "--model_name_or_path", str(mae), "--max_steps", "4", "--save_steps", "2",
-              "--save_total_limit", "5", "--learning_rate", "1e-2"]
-    straight, resumed = root / "lora_straight", root / "lora_resumed"
-    finetune = load_script("finetune.py")
-    finetune.main([*common, "--output_dir", str(straight)])
-    shutil.copytree(straight / "checkpoints" / "step_00000002", resumed / "checkpoints" / "step_00000002")
-    finetune.main([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"])
-
-    def losses(folder):
-        log = [json.loads(x) for x in (folder / "logs" / "train_log.jsonl").read_text().splitlines()]
-        return {r["step"]: r["loss"] for r in log if "loss" in r}
-
-    assert sorted(losses(resumed)) == [3, 4] and [losses(resumed)[s] for s in (3, 4)] == [losses(straight)[s]
-                                                                                         for s in (3, 4)]
-    from safetensors.torch import load_file
-
-    a, b = load_file(straight / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
-    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_redoes_the_last_steps(
+        load_script("finetune.py").main,
+        [*data, "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
+         "--mode", "lora", "--model_name_or_path", str(mae), "--learning_rate", "1e-2"], root / "lora_resume",
+        "adapter_model.safetensors")
 
 
 def test_adapter_repo_pushed_to_the_hub_loads_back_on_its_base(base, local_hub, tmp_path):

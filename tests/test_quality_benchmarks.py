@@ -184,6 +184,10 @@ def test_label_efficiency_smoke(tmp_path):
     assert record["protocol"]["steps"] == {"2": 2, "all": 3}
     assert "target: accuracy at 100/class" in result.stdout
     assert absolute_paths(record) == [] and str(tmp_path) not in json.dumps(record)
+    # cut off and started again with --resume: every finished stage is reused, the figures are the same
+    again = run_benchmark("label_efficiency", tmp_path, "--resume")
+    assert again.stdout.count("(finished earlier with this command") == 3 + 8 * 3
+    assert json.loads((tmp_path / "quality_label_efficiency_model_ii.json").read_text())["results"] == record["results"]
 
 
 def test_label_efficiency_ablation_filters():
