@@ -1,6 +1,12 @@
-"""Checkpoints: `accelerator.save_state` folders under `<output_dir>/checkpoints/step_<N>/` plus a
-`trainer_state.json` (step, epoch, batches consumed) written last, so a folder without it (a run killed while
-saving) is never resumed from."""
+"""Checkpoints: `accelerator.save_state` folders under `<output_dir>/checkpoints/step_<N>/` plus
+`scheduler_state.json` and a `trainer_state.json` (step, epoch, batches consumed) written last, so a folder
+without it (a run killed while saving) is never resumed from.
+
+Nothing in a checkpoint can run code on resume. The project's own state (trainer position, lr schedule) is JSON,
+the weights are safetensors, and every file accelerate unpickles (the optimizer, the RNG states) is first opened
+with torch's restricted `weights_only` unpickler; a file that needs anything else is refused with its name.
+accelerate's `register_for_checkpointing` is not used: it unpickles `custom_checkpoint_<i>.pkl` without
+restriction."""
 
 from __future__ import annotations
 
@@ -10,7 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TRAINER_STATE = "trainer_state.json"
+SCHEDULER_STATE = "scheduler_state.json"
 CHECKPOINTS = "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from safely; the message names the file."""
 
 
 @dataclass
@@ -49,13 +60,15 @@ def resolve_checkpoint(output_dir, spec: str | None) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int) -> Path:
-    """Save model/optimizer/scheduler/RNG state on every process, then (main process) the trainer state and the
-    rotation of old checkpoints."""
+def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int, scheduler=None) -> Path:
+    """Save model/optimizer/RNG state on every process, then (main process) the scheduler and trainer state as
+    JSON and the rotation of old checkpoints."""
     path = checkpoint_path(output_dir, state.global_step)
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if scheduler is not None:
+            (path / SCHEDULER_STATE).write_text(json.dumps(scheduler.state_dict(), indent=1))
         (path / TRAINER_STATE).write_text(json.dumps(asdict(state), indent=2))
         for old in complete_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
@@ -63,6 +76,59 @@ def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int) -> Pa
     return path
 
 
-def load_checkpoint(accelerator, path: Path) -> TrainState:
+def _read_json(file: Path) -> dict:
+    try:
+        value = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing: the checkpoint is incomplete") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{file} is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{file} must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_pickles(path: Path) -> None:
+    """Open every pickled file of a checkpoint with torch's `weights_only` unpickler (plus the numpy types
+    accelerate allows for RNG states) before accelerate loads it: a file that would need any other global, e.g.
+    one that calls `os.system` when unpickled, raises `CheckpointError` and nothing of it runs."""
+    import torch
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS
+
+    for file in sorted(Path(path).iterdir()):
+        if file.suffix not in (".bin", ".pkl", ".pt", ".pth"):
+            continue
+        if file.name.startswith("custom_checkpoint_"):
+            raise CheckpointError(f"{file} is an unrestricted pickle (accelerate's custom state): lens-hf never loads "
+                                  "one. Its checkpoints keep the scheduler in scheduler_state.json; remove the file "
+                                  "or start the run again.")
+        try:
+            with torch.serialization.safe_globals(list(TORCH_SAFE_GLOBALS)):
+                torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:  # UnpicklingError, a truncated file, ...: one message naming the file
+            raise CheckpointError(f"{file} cannot be loaded safely ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0][:200]}); refusing to resume from {path}") from None
+
+
+def load_checkpoint(accelerator, path: Path, scheduler=None) -> TrainState:
+    """Validate `path` (JSON state, restricted pickles, the RNG state of this process), then restore it."""
+    path = Path(path)
+    raw = _read_json(path / TRAINER_STATE)
+    try:
+        state = TrainState(**raw)
+    except TypeError:
+        raise CheckpointError(f"{path / TRAINER_STATE} has fields {sorted(raw)}, expected "
+                              f"{sorted(asdict(TrainState()))}") from None
+    if not all(isinstance(v, int) and v >= 0 for v in asdict(state).values()):
+        raise CheckpointError(f"{path / TRAINER_STATE} must hold non-negative integers, got {raw}")
+    rng = path / f"random_states_{accelerator.process_index}.pkl"
+    if not rng.is_file():  # accelerate would go on with other randomness, and the run would not be exact
+        raise CheckpointError(f"{rng} is missing: the checkpoint cannot restore this process's randomness")
+    if not any(path.glob("model*.safetensors")):
+        raise CheckpointError(f"{path} has no model*.safetensors: the checkpoint's weights are missing")
+    scheduler_state = _read_json(path / SCHEDULER_STATE) if scheduler is not None else None
+    check_pickles(path)
     accelerator.load_state(str(path))
-    return TrainState(**json.loads((Path(path) / TRAINER_STATE).read_text()))
+    if scheduler is not None:
+        scheduler.load_state_dict(scheduler_state)
+    return state

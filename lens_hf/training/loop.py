@@ -87,7 +87,7 @@ def fit(
     state = TrainState()
     resume_path = resolve_checkpoint(output_dir, run_args.resume_from_checkpoint)
     if resume_path is not None:
-        state = load_checkpoint(accelerator, resume_path)
+        state = load_checkpoint(accelerator, resume_path, scheduler)
         logger.info("resumed from %s at step %d", resume_path, state.global_step)
     elif run_args.resume_from_checkpoint == "latest":
         logger.info("resume_from_checkpoint=latest: no checkpoint in %s yet, starting fresh", output_dir)
@@ -148,7 +148,7 @@ def fit(
             if evaluate_fn is not None and run_args.eval_steps and state.global_step % run_args.eval_steps == 0:
                 _evaluate(accelerator, model, evaluate_fn, state, log)
             if run_args.save_steps and state.global_step % run_args.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit)
+                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit, scheduler)
             if state.global_step >= total_steps:
                 finished_epoch = state.batches_in_epoch >= len(train_dataloader)
                 break

@@ -156,7 +156,7 @@ def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, 
     So the first step runs at lr 0 and step W at the peak. This is transformers' warmup convention; lens-hf's
     hand-written schedule used (s + 1) / W, one step ahead (the cosine part is the same). The factor reaches
     `min_lr_ratio` at s = T, which the training loop never passes (beyond T the cosine would rise again). A LambdaLR,
-    so `accelerator.register_for_checkpointing` saves and restores it with the optimizer."""
+    whose state the checkpoints keep as JSON (`checkpoint.SCHEDULER_STATE`)."""
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     warmup_steps = min(max(warmup_steps, 0), total_steps)

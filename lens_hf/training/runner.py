@@ -196,7 +196,6 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
     total_steps = total_training_steps(run_args, len(train_loader) // accelerator.num_processes)
     warmup_steps = int(round((run_args.warmup_ratio or 0.0) * total_steps))
     scheduler = warmup_cosine_schedule(optimizer, warmup_steps, total_steps, run_args.min_lr_ratio)
-    accelerator.register_for_checkpointing(scheduler)
     derived.update(learning_rate=learning_rate, total_batch_size=total_batch, total_steps=total_steps,
                    warmup_steps=warmup_steps)
 

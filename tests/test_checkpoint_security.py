@@ -1,0 +1,101 @@
+"""Resuming never runs code from a checkpoint: a hostile pickle in any slot (optimizer, RNG state, accelerate's
+custom state) is refused with the file's name before anything is unpickled without restriction, and a damaged
+JSON state or a missing file is a one-line error naming it, not a silent resume with other randomness."""
+
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+from helpers import load_script
+
+from lens_hf.training.checkpoint import CheckpointError
+
+RUN = ["--num_train", "32", "--num_validation", "8", "--num_test", "8", "--crop_size", "32", "--model_preset", "tiny",
+       "--patch_size", "8", "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to",
+       "none", "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "5"]
+
+
+class Hostile:
+    """Unpickling this runs a shell command (what an attacker would put in a shared checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    data = ["--cache_dir", str(root / "cache")]
+    load_script("pretrain_mae.py").main([*RUN, *data, "--output_dir", str(root / "run")])
+    return root, data, root / "run" / "checkpoints" / "step_00000002"
+
+
+def _resume_copy(finished, name, damage):
+    root, data, checkpoint = finished
+    out = root / name
+    shutil.rmtree(out, ignore_errors=True)
+    target = out / "checkpoints" / checkpoint.name
+    shutil.copytree(checkpoint, target)
+    damage(target)
+    return lambda: load_script("pretrain_mae.py").main([*RUN, *data, "--output_dir", str(out),
+                                                        "--resume_from_checkpoint", "latest"])
+
+
+@pytest.mark.parametrize("slot,how", [
+    ("optimizer.bin", "pickle"), ("optimizer.bin", "torch.save"), ("random_states_0.pkl", "pickle"),
+    ("random_states_0.pkl", "torch.save"), ("custom_checkpoint_0.pkl", "torch.save"),
+])
+def test_a_hostile_pickle_in_any_slot_is_refused_and_never_runs(finished, tmp_path, slot, how):
+    marker = tmp_path / "pwned"
+
+    def damage(folder):
+        with open(folder / slot, "wb") as handle:
+            if how == "pickle":
+                pickle.dump(Hostile(marker), handle)
+            else:
+                torch.save(Hostile(marker), handle)
+
+    resume = _resume_copy(finished, f"hostile_{slot}_{how}".replace(".", "_"), damage)
+    with pytest.raises(CheckpointError, match=slot.replace(".", r"\.")):
+        resume()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("slot,content,message", [
+    ("trainer_state.json", b"{not json", "trainer_state.json is not valid JSON"),
+    ("trainer_state.json", b'{"global_step": -3, "epoch": 0, "batches_in_epoch": 0}', "non-negative integers"),
+    ("scheduler_state.json", b"\xff\xfe", "scheduler_state.json is not valid JSON"),
+    ("scheduler_state.json", None, "scheduler_state.json is missing"),
+    ("random_states_0.pkl", None, "random_states_0.pkl is missing"),
+    ("model.safetensors", None, "no model\\*.safetensors"),
+    ("random_states_0.pkl", b"truncated", "random_states_0.pkl cannot be loaded safely"),
+])
+def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(finished, slot, content, message):
+    def damage(folder):
+        if content is None:
+            (folder / slot).unlink()
+        else:
+            (folder / slot).write_bytes(content)
+
+    resume = _resume_copy(finished, f"damaged_{slot}_{len(content or b'')}".replace(".", "_"), damage)
+    with pytest.raises(CheckpointError, match=message):
+        resume()
+
+
+def test_checkpoints_keep_the_schedule_as_json_and_resume_exactly(finished):
+    root, data, checkpoint = finished
+    assert not list(checkpoint.glob("custom_checkpoint_*"))
+    state = json.loads((checkpoint / "scheduler_state.json").read_text())
+    assert state["last_epoch"] == 2 and state["_step_count"] == 3
+    resume = _resume_copy(finished, "intact", lambda folder: None)
+    resume()
+    log = lambda folder: [json.loads(x) for x in (folder / "logs" / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+    whole = {r["step"]: (r["loss"], r["lr"]) for r in log(root / "run") if "loss" in r}
+    again = {r["step"]: (r["loss"], r["lr"]) for r in log(root / "intact") if "loss" in r}
+    assert again == {step: whole[step] for step in (3, 4)}  # the lr schedule continued where it stopped
