@@ -99,3 +99,15 @@ def test_checkpoints_keep_the_schedule_as_json_and_resume_exactly(finished):
     whole = {r["step"]: (r["loss"], r["lr"]) for r in log(root / "run") if "loss" in r}
     again = {r["step"]: (r["loss"], r["lr"]) for r in log(root / "intact") if "loss" in r}
     assert again == {step: whole[step] for step in (3, 4)}  # the lr schedule continued where it stopped
+
+
+def test_an_abbreviated_flag_is_an_error_as_in_a_file(tmp_path):
+    """argparse would take `--learning_rat` for `--learning_rate`; the YAML rejects the same key, so does the CLI."""
+    from lens_hf.training import RunArguments, parse_arguments
+
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--learning_rat'"):
+        parse_arguments((RunArguments,), ["--learning_rat", "1e-3"])
+    (tmp_path / "run.yaml").write_text("learning_rat: 0.001\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['learning_rat'\]"):
+        parse_arguments((RunArguments,), [str(tmp_path / "run.yaml")])
+    assert parse_arguments((RunArguments,), ["--learning_rate", "1e-3"])[0].learning_rate == 1e-3

@@ -128,9 +128,10 @@ def _read_file(path: str) -> dict:
 
 def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
     """Parse `dataclass_types` from `argv`; a first argument ending in .yaml/.yml/.json is a file of defaults that
-    the remaining command-line arguments override. Unknown keys in the file are an error naming them."""
+    the remaining command-line arguments override. Unknown keys in the file are an error naming them, and so is an
+    abbreviated flag on the command line (`--learning_rat`): argparse's prefix matching is off, as in the file."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path, argv = argv[0], argv[1:]
         values = _read_file(path)
