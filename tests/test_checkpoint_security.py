@@ -111,3 +111,21 @@ def test_an_abbreviated_flag_is_an_error_as_in_a_file(tmp_path):
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['learning_rat'\]"):
         parse_arguments((RunArguments,), [str(tmp_path / "run.yaml")])
     assert parse_arguments((RunArguments,), ["--learning_rate", "1e-3"])[0].learning_rate == 1e-3
+
+
+def test_an_unknown_config_of_a_dataset_folder_is_an_error(tmp_path):
+    """--dataset_config model_iii on an export that holds only its default config used to train on that one and
+    record model_iii in the card."""
+    from lens_hf.data import export_dataset, load_builder
+    from lens_hf.training import DataArguments
+    from lens_hf.training.data import load_task_dataset
+
+    dataset = load_builder("deeplense_sim", "model_ii", seed=0, cache_dir=str(tmp_path / "cache"), n_train=6,
+                           n_validation=3, n_test=3)
+    export_dataset(dataset, tmp_path / "export")
+    args = DataArguments(dataset_name=str(tmp_path / "export"), dataset_config="model_iii")
+    with pytest.raises(ValueError, match=r"--dataset_config 'model_iii': the dataset folder .* has no such config; "
+                                         r"it has \['default'\]"):
+        load_task_dataset(args, "classification")
+    loaded = load_task_dataset(DataArguments(dataset_name=str(tmp_path / "export")), "classification")
+    assert loaded["train"].num_rows == 6

@@ -27,7 +27,10 @@ def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
     name = data_args.dataset_name
     config = dataset_config_name(data_args, task)
     if os.path.isdir(name):
-        dataset = datasets.load_dataset(name, config if _has_config(name, config) else None, cache_dir=data_args.cache_dir)
+        if config is not None and not _has_config(name, config):  # never train on another config than the card names
+            raise ValueError(f"--dataset_config {config!r}: the dataset folder {name} has no such config; it has "
+                             f"{_config_names(name) or 'none readable'}")
+        dataset = datasets.load_dataset(name, config, cache_dir=data_args.cache_dir)
     elif name in available_builders():
         kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
         if data_args.data_dir:
@@ -72,11 +75,15 @@ def dataset_config_name(data_args, task: str | Task) -> str | None:
     return get_task(task).default_dataset_config if data_args.dataset_name == SIMULATED_BUILDER else None
 
 
-def _has_config(folder: str, config: str) -> bool:
+def _config_names(folder: str) -> list[str]:
     try:
-        return config in datasets.get_dataset_config_names(folder)
-    except Exception:
-        return False
+        return list(datasets.get_dataset_config_names(folder))
+    except Exception:  # a folder datasets cannot read: load_dataset says why
+        return []
+
+
+def _has_config(folder: str, config: str) -> bool:
+    return config in _config_names(folder)
 
 
 def evaluation_split(dataset: datasets.DatasetDict) -> str:
