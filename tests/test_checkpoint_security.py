@@ -129,3 +129,33 @@ def test_an_unknown_config_of_a_dataset_folder_is_an_error(tmp_path):
         load_task_dataset(args, "classification")
     loaded = load_task_dataset(DataArguments(dataset_name=str(tmp_path / "export")), "classification")
     assert loaded["train"].num_rows == 6
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("layer_norm_eps", 0.0, "layer_norm_eps must be a finite positive"),
+    ("layer_norm_eps", float("nan"), "layer_norm_eps must be a finite positive"),
+    ("regression_target_std", float("nan"), "regression_target_std must be a finite positive"),
+    ("regression_target_std", 0.0, "regression_target_std must be a finite positive"),
+    ("regression_target_mean", float("inf"), "regression_target_mean must be a finite number"),
+    ("intermediate_size", 0, "intermediate_size must be >= 1"),
+    ("decoder_hidden_size", 0, "decoder_hidden_size must be >= 1"),
+    ("num_hidden_layers", -2, "num_hidden_layers must be >= 1"),
+    ("hidden_act", "gelu_typo", "hidden_act 'gelu_typo' is not an activation"),
+    ("initializer_range", -0.1, "initializer_range must be a finite non-negative"),
+])
+def test_config_values_that_would_give_nan_are_refused(field, value, message):
+    from helpers import tiny_config
+
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**{field: value})
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.1, float("nan")])
+def test_a_mask_ratio_outside_the_unit_interval_at_forward_time_is_refused(ratio):
+    from helpers import tiny_config
+
+    from lens_hf import LensMAEModel
+
+    model = LensMAEModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match="mask_ratio must be in \\[0, 1\\)"):
+        model(pixel_values=torch.rand(1, 1, 32, 32), mask_ratio=ratio)

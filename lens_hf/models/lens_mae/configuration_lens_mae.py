@@ -5,6 +5,7 @@ Self-contained (transformers and huggingface_hub only) so a Hub copy loads with
 """
 
 import dataclasses
+import math
 import difflib
 from typing import Literal
 
@@ -190,8 +191,20 @@ class LensMAEConfig(PreTrainedConfig):
             if getattr(self, name) < 1:
                 raise ValueError(f"LensMAEConfig.{name} must be >= 1, got {getattr(self, name)}.")
 
-        for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "sr_scale"):
+        for name in ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "sr_scale",
+                     "intermediate_size", "decoder_hidden_size", "decoder_num_hidden_layers",
+                     "decoder_intermediate_size", "sr_hidden_channels"):
             positive(name)
+        for name, low in (("layer_norm_eps", "positive"), ("initializer_range", "non-negative"),
+                          ("regression_target_mean", None), ("regression_target_std", "positive")):
+            value = getattr(self, name)
+            if not math.isfinite(value) or (low == "positive" and value <= 0) or (low == "non-negative" and value < 0):
+                raise ValueError(f"LensMAEConfig.{name} must be a finite{' ' + low if low else ''} number, got {value}.")
+        from transformers.activations import ACT2FN
+
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"LensMAEConfig.hidden_act {self.hidden_act!r} is not an activation transformers knows "
+                             f"(e.g. gelu, relu, silu).")
         if self.image_size % self.patch_size != 0 or self.patch_size >= self.image_size:
             raise ValueError(
                 f"LensMAEConfig: patch_size={self.patch_size} does not tile image_size={self.image_size}. "

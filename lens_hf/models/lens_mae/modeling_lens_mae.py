@@ -376,6 +376,8 @@ class LensMAEModel(LensMAEPreTrainedModel):
         output_attentions = bool(output_attentions or self.config.output_attentions)
         if mask_ratio is None:
             mask_ratio = self.config.mask_ratio if noise is not None else 0.0
+        if not 0.0 <= mask_ratio < 1.0:  # NaN too: every patch hidden, or a NaN count, is no forward pass
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         hidden_states, mask, ids_restore = self.embeddings(pixel_values, mask_ratio=mask_ratio, noise=noise)
         all_hidden, all_attentions = [], []
         for layer in self.layers:
