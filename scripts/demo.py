@@ -126,4 +126,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from lens_hf.scripts.console import run
+
+    run(main)

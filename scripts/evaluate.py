@@ -8,12 +8,19 @@
 The task (pretraining, classification, lens finding, regression, super-resolution) is the one the model's config
 records (`lens_task`); every run folder a lens-hf script writes evaluates, the ResNet baseline included. The seed of
 the fixed pretraining masks defaults to the seed the run recorded, so re-evaluating reproduces the stored figure.
-Results are merged into <output_dir>/metrics.json (default: the model folder) under the split's name.
+
+The data arguments default to the ones the run recorded (run_config.json): without dataset flags a run is
+evaluated on its own data. Results on the run's own data are merged into <output_dir>/metrics.json (default: the
+model folder) under the split's name and the card is refreshed; results on other data (another dataset, config,
+folder or size) are stored beside them under `evaluations` in metrics.json, keyed by dataset, config and split,
+with their plots in `evaluations/<key>/`, and never replace the run's own figures. A classifier is evaluated
+only on data with the same class names in the same order.
 """
 
 import json
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
@@ -27,9 +34,18 @@ from transformers import AutoImageProcessor  # noqa: E402
 import lens_hf  # noqa: F401,E402  (registers the Auto classes)
 from lens_hf.tasks import TASKS
 from lens_hf.training import DataArguments, RunArguments, build_accelerator, parse_arguments
-from lens_hf.training.data import class_names, eval_dataloader, load_task_dataset, make_processor, model_inputs
+from lens_hf.training.data import (
+    class_names,
+    dataset_config_name,
+    eval_dataloader,
+    load_task_dataset,
+    make_processor,
+    model_inputs,
+)
 from lens_hf.training.evaluation import load_saved_model
+from lens_hf.training.models import check_model_reference
 from lens_hf.training.recipes import apply_recipe
+from lens_hf.training.run_folder import VOLATILE
 from lens_hf.training.runner import evaluate_splits, refresh_model_card, write_metrics
 
 
@@ -48,16 +64,65 @@ class EvaluateArguments:
     trust_remote_code: bool = field(default=False)
 
 
+def run_record(folder: Path) -> dict:
+    """A run folder's run_config.json ({} for a Hub id or a folder without one)."""
+    path = Path(folder) / "run_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return record
+
+
 def recorded_seed(folder: Path) -> int | None:
     """The training seed a run folder's run_config.json recorded (None for a Hub id or a folder without one)."""
-    record = folder / "run_config.json"
-    if not record.is_file():
-        return None
-    return json.loads(record.read_text()).get("RunArguments", {}).get("seed")
+    return run_record(folder).get("RunArguments", {}).get("seed")
+
+
+def data_identity(data_args) -> dict:
+    """What data an evaluation ran on: the data arguments, cache and worker settings aside."""
+    values = data_args if isinstance(data_args, dict) else {f.name: getattr(data_args, f.name) for f in fields(data_args)}
+    return {k: v for k, v in json.loads(json.dumps(values, default=str)).items()
+            if k not in VOLATILE["DataArguments"]}
+
+
+def check_class_names(model, names: list[str] | None, where: str) -> None:
+    """A classifier scores a dataset only when its classes are the model's, in the same order (matching by index
+    would score axion/cdm/no_sub predictions against no/sphere/vort labels). A model saved without class names
+    (transformers' `LABEL_0`, ...) needs only the same number of classes."""
+    if names is None or not getattr(model.config, "id2label", None):
+        return
+    model_names = [model.config.id2label[k] for k in sorted(model.config.id2label, key=int)]
+    unnamed = model_names == [f"LABEL_{k}" for k in range(len(model_names))]  # transformers' default: no names
+    if (len(model_names) != len(names)) if unnamed else model_names != list(names):
+        raise ValueError(f"{where} predicts the classes {model_names}; the dataset's classes are {list(names)}. "
+                         "Evaluate it on data with the same classes in the same order.")
+
+
+def evaluation_name(output_dir: Path, data_args, config: str | None, split: str) -> str:
+    """The key of an evaluation on other data in metrics.json: `dataset (config) split`, or `... #2`, ... when
+    that key holds an evaluation on other data arguments (it is replaced only by one on the same data)."""
+    path = output_dir / "metrics.json"
+    evaluations = json.loads(path.read_text()).get("evaluations", {}) if path.is_file() else {}
+    key = name = f"{data_args.dataset_name} ({config or 'default'}) {split}"
+    number = 1
+    while name in evaluations and evaluations[name].get("data") != data_identity(data_args):
+        number += 1
+        name = f"{key} #{number}"
+    return name
 
 
 def main(argv=None):
     data_args, args = parse_arguments((DataArguments, EvaluateArguments), argv)
+    check_model_reference(args.model_name_or_path)
+    recorded = run_record(Path(args.model_name_or_path)) if Path(args.model_name_or_path).is_dir() else {}
+    if recorded.get("DataArguments"):  # the run's own data unless flags say otherwise
+        data_args, args = parse_arguments((DataArguments, EvaluateArguments), argv, defaults={
+            k: v for k, v in recorded["DataArguments"].items() if k in {f.name for f in fields(DataArguments)}})
     output_dir = Path(args.output_dir or args.model_name_or_path)
     if not output_dir.is_dir() and args.output_dir is None:
         raise SystemExit(f"{args.model_name_or_path} is not a local folder: pass --output_dir for the results.")
@@ -76,24 +141,76 @@ def main(argv=None):
     except OSError:
         processor = make_processor(data_args, model.config.image_size, model.config.num_channels, dataset["train"],
                                    task.input_column)
+    names = class_names(dataset, task.target_column) if task.has_classes else None
+    check_class_names(model, names, args.model_name_or_path)
     loader = eval_dataloader(model_inputs(dataset[args.split], processor, task), args.per_device_eval_batch_size,
                              data_args.dataloader_num_workers)
     model, loader = accelerator.prepare(model, loader)
-    names = class_names(dataset, task.target_column) if task.has_classes else None
+    config_name = dataset_config_name(data_args, task)
+    owner = owner_data(output_dir, recorded)
+    own_data = owner is None or owner == data_identity(data_args)
+    key = None if own_data else evaluation_name(output_dir, data_args, config_name, args.split)
+    plots_dir = output_dir / "plots" if own_data else output_dir / "evaluations" / re.sub(r"[^A-Za-z0-9._-]+", "_", key)
     metrics, references, figures = evaluate_splits(accelerator, model, {args.split: loader}, task, seed, names,
-                                                   output_dir / "plots")
+                                                   plots_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_metrics(output_dir, task, metrics, references, figures)
-        if args.refresh_card:
-            repo_id = None if model_dir.is_dir() else args.model_name_or_path
-            refresh_model_card(output_dir, accelerator.unwrap_model(model), task, repo_id=repo_id)
-        summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
+        if own_data:
+            write_metrics(output_dir, task, metrics, references, figures)
+            if owner is None:
+                record_owner(output_dir, data_identity(data_args))
+            if args.refresh_card:
+                repo_id = None if model_dir.is_dir() else args.model_name_or_path
+                refresh_model_card(output_dir, accelerator.unwrap_model(model), task, repo_id=repo_id)
+            summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
+        else:
+            summary = write_foreign_evaluation(output_dir, key, data_args, config_name, metrics, references, figures)
+            accelerator.print(f"{key} is not the data the run was trained and scored on: stored under "
+                              f"evaluations[{key!r}] of {output_dir / 'metrics.json'}; the run's own figures and card "
+                              "are unchanged")
         accelerator.print(json.dumps({"task": task.name, "split": args.split, "seed": seed, **summary}, indent=2))
     accelerator.wait_for_everyone()  # ranks tear the process group down together, as the training scripts do
     accelerator.end_training()
     return metrics
 
 
+def owner_data(output_dir: Path, recorded: dict) -> dict | None:
+    """The data whose figures metrics.json holds at its top level: the run's training data (run_config.json), else
+    the data a first evaluation into this folder ran on (`evaluated_on`), else None (nothing recorded yet)."""
+    if recorded.get("DataArguments"):
+        return data_identity(recorded["DataArguments"])
+    path = output_dir / "metrics.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("evaluated_on")
+    return None
+
+
+def record_owner(output_dir: Path, identity: dict) -> None:
+    path = output_dir / "metrics.json"
+    record = json.loads(path.read_text())
+    record["evaluated_on"] = identity
+    path.write_text(json.dumps(record, indent=2, default=float))
+
+
+def write_foreign_evaluation(output_dir: Path, name: str, data_args, config_name, metrics, references, figures) -> dict:
+    """Store an evaluation on other data under `evaluations[name]` of metrics.json; returns its summary."""
+    from lens_hf.metrics.functional import scalar_metrics
+
+    path = output_dir / "metrics.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    evaluations = record.setdefault("evaluations", {})
+    split = next(iter(metrics)) if metrics else None
+    evaluations[name] = {
+        "dataset": {"id": data_args.dataset_name, "config": config_name or "default"}, "data": data_identity(data_args),
+        "summary": scalar_metrics(metrics[split]) if split else {}, "full": metrics.get(split, {}),
+        "references": {n: scalar_metrics(m) for n, m in references.items()},
+        "plots": {c: str(Path(p).resolve().relative_to(output_dir.resolve())) for c, p in figures.items()},
+    }
+    path.write_text(json.dumps(record, indent=2, default=float))
+    return evaluations[name]["summary"]
+
+
 if __name__ == "__main__":
-    main()
+    from lens_hf.scripts.console import run
+
+    run(main)

@@ -56,7 +56,7 @@ def main(argv=None):
 
     def build_model(info, recipe_config):
         if args.backbone == "resnet18":
-            encoder = (ResNetModel.from_pretrained(model_args.model_name_or_path) if model_args.model_name_or_path
+            encoder = (pretrained(ResNetModel, model_args) if model_args.model_name_or_path
                        else ResNetModel(resnet18_config(info.image_size, info.num_channels)))
         elif model_args.model_name_or_path:
             encoder = pretrained(LensMAEModel, model_args)
@@ -71,4 +71,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from lens_hf.scripts.console import run
+
+    run(main)

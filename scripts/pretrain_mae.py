@@ -43,4 +43,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from lens_hf.scripts.console import run
+
+    run(main)

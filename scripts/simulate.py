@@ -171,4 +171,6 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main()
+    from lens_hf.scripts.console import run
+
+    run(main)

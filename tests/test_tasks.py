@@ -127,8 +127,8 @@ def test_a_two_class_model_evaluates_as_the_task_it_was_trained_for(tmp_path, th
                                                                     absent):
     """num_labels == 2 used to mean "lens finder"; the recorded task decides now."""
     folder = tmp_path / "model"
-    config = tiny_config(num_channels=3, num_labels=2, id2label={0: "lens", 1: "nonlens"},
-                         label2id={"lens": 0, "nonlens": 1}, lens_task=lens_task)
+    config = tiny_config(num_channels=3, num_labels=2, id2label={0: "nonlens", 1: "lens"},
+                         label2id={"nonlens": 0, "lens": 1}, lens_task=lens_task)  # the dataset's classes
     torch.manual_seed(0)
     LensMAEForImageClassification(config).save_pretrained(folder)
     LensImageProcessor(size=32, num_channels=3).save_pretrained(folder)

@@ -14,9 +14,9 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 TRACKERS = ("tensorboard", "none")
 
 
-def build_accelerator(run_args, tracker_config: dict | None = None, project_name: str = "lens_hf") -> Accelerator:
-    """An `Accelerator` for `run_args`; seeds every process identically (same initial weights everywhere) and,
-    when a tracker is requested, starts it with `tracker_config` as hyper-parameters."""
+def build_accelerator(run_args) -> Accelerator:
+    """An `Accelerator` for `run_args`; seeds every process identically (same initial weights everywhere). The
+    tracker is started separately (`start_tracker`), once the run may write into its folder."""
     if run_args.report_to not in TRACKERS:
         raise ValueError(f"report_to must be one of {TRACKERS}, got {run_args.report_to!r}")
     if run_args.gradient_accumulation_steps < 1:
@@ -37,9 +37,14 @@ def build_accelerator(run_args, tracker_config: dict | None = None, project_name
     set_seed(run_args.seed)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("lens_hf").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    if run_args.report_to != "none":
-        accelerator.init_trackers(run_args.run_name or project_name, config=_flat_hparams(tracker_config or {}))
     return accelerator
+
+
+def start_tracker(accelerator: Accelerator, run_args, tracker_config: dict, project_name: str = "lens_hf") -> None:
+    """Start the tracker `run_args.report_to` asks for (it writes into `<output_dir>/logs`), with
+    `tracker_config` as hyper-parameters."""
+    if run_args.report_to != "none":
+        accelerator.init_trackers(run_args.run_name or project_name, config=_flat_hparams(tracker_config))
 
 
 def has_accelerator_device() -> bool:

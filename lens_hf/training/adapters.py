@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .models import load_checked
+
 ADAPTER_CONFIG = "adapter_config.json"
 MERGED_FOLDER = "merged"
 # What LensMAE calls the linears of its transformer blocks (transformers 5 names such as `query`/`value` match
@@ -74,7 +76,8 @@ def load_adapter_model(path, model_class, trust_remote_code: bool = False, base_
         raise ValueError(f"{path} has an adapter but no config.json: the classifier's config (labels, head, task) "
                          "is saved beside the adapter by finetune.py --mode lora")
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = model_class.from_pretrained(base, config=config, trust_remote_code=trust_remote_code)
+    model = load_checked(  # the base must load completely; its head comes from the adapter folder
+        model_class, base, new_head=True, config=config, trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(model, str(path))
 
 

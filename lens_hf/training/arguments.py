@@ -61,6 +61,10 @@ class DataArguments:
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache for prepared builders."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
 
+    def __post_init__(self):
+        _check_at_least(self, 1, "crop_size", "max_train_samples", "max_eval_samples", "labels_per_class")
+        _check_at_least(self, 0, "num_train", "num_validation", "num_test", "dataloader_num_workers")
+
 
 @dataclass
 class ModelArguments:
@@ -79,6 +83,9 @@ class RunArguments:
     """How to train: optimisation, schedule, logging, checkpoints and publishing."""
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Run folder: model, card, metrics, checkpoints/, logs/."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace the run in --output_dir: its model, card, metrics, plots, logs and checkpoints are deleted "
+                "first. Without it a folder that holds a run is an error (unless it is resumed)."})
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, data order, masks and augmentation."})
     per_device_train_batch_size: int = field(default=64)
     per_device_eval_batch_size: int = field(default=128)
@@ -114,6 +121,21 @@ class RunArguments:
     cpu: bool = field(default=False, metadata={"help": "Train on CPU even when a GPU is present."})
     disable_progress_bar: bool = field(default=False)
 
+    def __post_init__(self):
+        _check_at_least(self, 1, "per_device_train_batch_size", "per_device_eval_batch_size",
+                        "gradient_accumulation_steps", "logging_steps", "eval_steps")
+        _check_at_least(self, 0, "save_steps", "save_total_limit", "batchnorm_statistics_examples", "num_train_epochs",
+                        "warmup_ratio", "min_lr_ratio", "max_grad_norm", "weight_decay", "learning_rate",
+                        "base_learning_rate")
+
+
+def _check_at_least(arguments, minimum: float, *names: str) -> None:
+    """Each named field is None or >= `minimum` (a finite number): `--crop_size 0` would crop to nothing."""
+    for name in names:
+        value = getattr(arguments, name)
+        if value is not None and not (value >= minimum and value == value and value != float("inf")):
+            raise ValueError(f"--{name} must be >= {minimum}, got {value!r}")
+
 
 def _read_file(path: str) -> dict:
     text = Path(path).read_text()
@@ -126,19 +148,23 @@ def _read_file(path: str) -> dict:
     return data
 
 
-def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
+def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None, defaults: dict | None = None) -> tuple:
     """Parse `dataclass_types` from `argv`; a first argument ending in .yaml/.yml/.json is a file of defaults that
     the remaining command-line arguments override. Unknown keys in the file are an error naming them, and so is an
-    abbreviated flag on the command line (`--learning_rat`): argparse's prefix matching is off, as in the file."""
+    abbreviated flag on the command line (`--learning_rat`): argparse's prefix matching is off, as in the file.
+    `defaults` (field -> value, e.g. what a run recorded) come before the file and the command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
+    values = dict(defaults or {})
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path, argv = argv[0], argv[1:]
-        values = _read_file(path)
+        from_file = _read_file(path)
         known = {f.name for cls in dataclass_types for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(from_file) - known)
         if unknown:
             raise ValueError(f"{path}: unknown argument(s) {unknown}")
+        values.update(from_file)
+    if values:
         parser.set_defaults(**values)
         for action in parser._actions:  # a field the file gives is no longer required on the command line
             if action.dest in values:

@@ -15,6 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .run_folder import RUN_ARGUMENTS, identity_differences, save_identity
+
 TRAINER_STATE = "trainer_state.json"
 SCHEDULER_STATE = "scheduler_state.json"
 CHECKPOINTS = "checkpoints"
@@ -60,20 +62,65 @@ def resolve_checkpoint(output_dir, spec: str | None) -> Path | None:
     return path
 
 
-def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int, scheduler=None) -> Path:
-    """Save model/optimizer/RNG state on every process, then (main process) the scheduler and trainer state as
-    JSON and the rotation of old checkpoints."""
+def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int, scheduler=None,
+                    identity: dict | None = None) -> Path:
+    """Save model/optimizer/RNG state on every process, then (main process) the scheduler state, the run's
+    identity (`run_folder.run_identity`) and the trainer state as JSON, and the rotation of old checkpoints."""
     path = checkpoint_path(output_dir, state.global_step)
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if scheduler is not None:
             (path / SCHEDULER_STATE).write_text(json.dumps(scheduler.state_dict(), indent=1))
+        if identity is not None:
+            save_identity(path, identity)
         (path / TRAINER_STATE).write_text(json.dumps(asdict(state), indent=2))
         for old in complete_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return path
+
+
+def weights_problem(path: Path) -> str | None:
+    """Why the weights in checkpoint `path` are not usable (a missing file, a non-finite tensor), or None."""
+    from safetensors import safe_open
+
+    files = sorted(Path(path).glob("model*.safetensors"))
+    if not files:
+        return f"no model*.safetensors in {path}"
+    import torch
+
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():
+                    tensor = handle.get_tensor(name)
+                    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                        return f"{file.name}: tensor {name} is not finite"
+        except Exception as error:  # a truncated or foreign file
+            return f"{file.name} cannot be read ({type(error).__name__}: {str(error)[:120]})"
+    return None
+
+
+def last_good_checkpoint(output_dir, losses: dict[int, float]) -> tuple[Path | None, list[str]]:
+    """The newest complete checkpoint whose weights are all finite and whose training losses (`losses`: step ->
+    loss) are finite up to the step after it, the first loss computed with its weights (a checkpoint saved just
+    before the loss went NaN holds the weights that produced it), and why each newer one was passed over."""
+    import math
+
+    passed_over = []
+    for path in reversed(complete_checkpoints(output_dir)):
+        try:
+            step = int(json.loads((path / TRAINER_STATE).read_text())["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            passed_over.append(f"{path.name}: unreadable {TRAINER_STATE}")
+            continue
+        bad_steps = sorted(s for s, loss in losses.items() if s <= step + 1 and not math.isfinite(loss))
+        problem = weights_problem(path) or (f"the loss at step {bad_steps[0]} is not finite" if bad_steps else None)
+        if problem is None:
+            return path, passed_over
+        passed_over.append(f"{path.name}: {problem}")
+    return None, passed_over
 
 
 def _read_json(file: Path) -> dict:
@@ -110,9 +157,17 @@ def check_pickles(path: Path) -> None:
                                   f"{str(error).splitlines()[0][:200]}); refusing to resume from {path}") from None
 
 
-def load_checkpoint(accelerator, path: Path, scheduler=None) -> TrainState:
-    """Validate `path` (JSON state, restricted pickles, the RNG state of this process), then restore it."""
+def load_checkpoint(accelerator, path: Path, scheduler=None, identity: dict | None = None) -> TrainState:
+    """Validate `path` (JSON state, that it is a checkpoint of this run's configuration `identity`, restricted
+    pickles, the RNG state of this process), then restore it."""
     path = Path(path)
+    if identity is not None:
+        differences = identity_differences(_read_json(path / RUN_ARGUMENTS), identity)
+        if differences:
+            raise CheckpointError(
+                f"{path} is a checkpoint of another run configuration; resuming would continue that run under this "
+                f"one's name. Differences (checkpoint -> now): {'; '.join(differences[:8])}. Use another "
+                "--output_dir, or --overwrite_output_dir without --resume_from_checkpoint to start again.")
     raw = _read_json(path / TRAINER_STATE)
     try:
         state = TrainState(**raw)

@@ -9,6 +9,7 @@ import torch
 
 from ..tasks import CONFIG_FIELD, Task, get_task, task_of
 from .adapters import is_adapter_folder, load_adapter_model
+from .models import check_finite, load_checked
 
 
 def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | None = None):
@@ -28,8 +29,10 @@ def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | N
     task = get_task(task) if task is not None else task_of(config, where=f"{path}/config.json")
     auto_class = getattr(transformers, task.card.auto_class)
     if is_adapter_folder(path):  # a LoRA run: its base model with the adapter and head on top
-        return load_adapter_model(path, auto_class, trust_remote_code), task
-    return auto_class.from_pretrained(path, trust_remote_code=trust_remote_code), task
+        model = load_adapter_model(path, auto_class, trust_remote_code)
+        check_finite(model, str(path))
+        return model, task
+    return load_checked(auto_class, path, trust_remote_code=trust_remote_code), task
 
 
 @torch.no_grad()

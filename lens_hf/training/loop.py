@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..seeds import seeded_generator
-from .checkpoint import TrainState, complete_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoint import TrainState, last_good_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,18 @@ def read_train_log(output_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
+def non_finite_message(output_dir: Path, losses: list, state: TrainState) -> str:
+    """The NaN stop's message: where it happened and the newest checkpoint that is really good (finite weights,
+    finite losses up to it); newer ones that are not are named with the reason."""
+    logged = {r["step"]: r["loss"] for r in read_train_log(output_dir) if "loss" in r}
+    logged[state.global_step + 1] = float("nan")  # this step's loss, computed with the current weights
+    good, passed_over = last_good_checkpoint(output_dir, logged)
+    skipped = f" (not good: {'; '.join(passed_over)})" if passed_over else ""
+    return (f"non-finite loss ({losses}) at step {state.global_step + 1}, epoch {state.epoch}: training stopped. "
+            f"Last good checkpoint: {good or 'none'}{skipped}. "
+            "Lower the learning rate, clip gradients (--max_grad_norm) or check the data.")
+
+
 def fit(
     *,
     accelerator,
@@ -74,6 +86,7 @@ def fit(
     total_steps: int,
     loss_fn: Callable,
     evaluate_fn: Callable | None = None,
+    identity: dict | None = None,
 ) -> TrainState:
     """Train `model` for `total_steps` optimizer steps.
 
@@ -82,12 +95,13 @@ def fit(
             (see `step_generator`). The runner passes the task's loss hook here (`Task.loss`).
         evaluate_fn: `(model) -> dict[str, float]`, called on every process (gather inside), every
             `run_args.eval_steps` steps or at the end of each epoch; its numbers go to the tracker and the log.
+        identity: the run's identity (`run_folder.run_identity`), saved in every checkpoint and checked on resume.
     """
     output_dir = Path(run_args.output_dir)
     state = TrainState()
     resume_path = resolve_checkpoint(output_dir, run_args.resume_from_checkpoint)
     if resume_path is not None:
-        state = load_checkpoint(accelerator, resume_path, scheduler)
+        state = load_checkpoint(accelerator, resume_path, scheduler, identity)
         logger.info("resumed from %s at step %d", resume_path, state.global_step)
     elif run_args.resume_from_checkpoint == "latest":
         logger.info("resume_from_checkpoint=latest: no checkpoint in %s yet, starting fresh", output_dir)
@@ -117,13 +131,7 @@ def fit(
                 loss = loss_fn(model, batch, generator)
                 all_losses = accelerator.gather(loss.detach().float().reshape(1))
                 if not torch.isfinite(all_losses).all():
-                    checkpoints = complete_checkpoints(output_dir)
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({all_losses.tolist()}) at step {state.global_step + 1}, epoch {state.epoch}: "
-                        "training stopped. Last good checkpoint: "
-                        f"{checkpoints[-1] if checkpoints else 'none (no checkpoint was written yet)'}. "
-                        "Lower the learning rate, clip gradients (--max_grad_norm) or check the data."
-                    )
+                    raise NonFiniteLossError(non_finite_message(output_dir, all_losses.tolist(), state))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and run_args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), run_args.max_grad_norm)
@@ -148,7 +156,7 @@ def fit(
             if evaluate_fn is not None and run_args.eval_steps and state.global_step % run_args.eval_steps == 0:
                 _evaluate(accelerator, model, evaluate_fn, state, log)
             if run_args.save_steps and state.global_step % run_args.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit, scheduler)
+                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit, scheduler, identity)
             if state.global_step >= total_steps:
                 finished_epoch = state.batches_in_epoch >= len(train_dataloader)
                 break

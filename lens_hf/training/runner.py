@@ -22,7 +22,7 @@ from ..hub import push_folder_to_hub
 from ..metrics import plots
 from ..metrics.functional import scalar_metrics
 from ..tasks import CONFIG_FIELD, LossContext, Task, get_task, task_of
-from .accelerator import build_accelerator
+from .accelerator import build_accelerator, start_tracker
 from .adapters import adapter_settings, is_adapter_folder, is_adapter_model, save_adapter_folder
 from .arguments import arguments_to_dict
 from .data import (
@@ -41,6 +41,7 @@ from .evaluation import collect_outputs, recompute_batchnorm_statistics
 from .loop import NonFiniteLossError, fit, read_train_log, total_training_steps
 from .optim import build_optimizer, scaled_learning_rate, warmup_cosine_schedule
 from .recipes import apply_recipe
+from .run_folder import claim_output_dir, run_identity
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,13 @@ def run_training(
     recipe = recipe or task.default_recipe
     argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
     recipe_config = apply_recipe(recipe, *argument_objects)
-    accelerator = build_accelerator(run_args, tracker_config=arguments_to_dict(*argument_objects),
-                                    project_name=task.name)
+    accelerator = build_accelerator(run_args)
     output_dir = Path(run_args.output_dir)
+    identity = run_identity(task.name, arguments_to_dict(*argument_objects))
+    claim_output_dir(output_dir, identity, run_args.resume_from_checkpoint, run_args.overwrite_output_dir,
+                     accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    start_tracker(accelerator, run_args, arguments_to_dict(*argument_objects), project_name=task.name)
 
     with accelerator.main_process_first():
         dataset = load_task_dataset(data_args, task)
@@ -150,7 +155,7 @@ def run_training(
     else:
         model, eval_loaders = train_with_sgd(accelerator, model, task, info, dataset, views, processor, eval_loaders,
                                              eval_split, data_args, run_args, class_weights_fn, class_weights,
-                                             run_record["derived"])
+                                             run_record["derived"], identity)
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
                                                    info.class_names, output_dir / "plots")
     accelerator.wait_for_everyone()
@@ -168,7 +173,8 @@ def run_training(
 
 
 def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
-                   eval_split: str, data_args, run_args, class_weights_fn, class_weights, derived: dict):
+                   eval_split: str, data_args, run_args, class_weights_fn, class_weights, derived: dict,
+                   identity: dict | None = None):
     """The gradient loop on the task's loss: shuffled (or class-weighted) batches, optimizer and warmup-cosine
     schedule, evaluations during training, and the BatchNorm statistics recomputed on training images before
     the model is saved. Records the learning rate, batch and step counts in `derived`; returns the prepared
@@ -225,7 +231,7 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
     try:
         fit(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
             train_dataloader=train_loader, run_args=run_args, total_steps=total_steps, loss_fn=loss_fn,
-            evaluate_fn=evaluate_during_training)
+            evaluate_fn=evaluate_during_training, identity=identity)
     except NonFiniteLossError as error:
         accelerator.print(f"ERROR: {error}")
         accelerator.end_training()
