@@ -5,16 +5,23 @@ repo should be: a `config.json`, safetensors weights that open, no pickled weigh
 ... files run code when loaded), and every code file its `auto_map` names (so the repo loads with
 `trust_remote_code=True` where lens_hf is not installed). Then it creates the repo if needed and
 uploads the folder in one commit. Call it from the main process only.
+
+huggingface_hub's shared HTTP client has no timeout for uploads (`create_repo`, commits, LFS), so a
+server that accepts the connection and never answers hangs a push forever: `hub_timeout` bounds
+every request, and `hub_error_message` turns what a failed call raises into one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Sequence
 
-from huggingface_hub import CommitInfo, HfApi
-from huggingface_hub.utils import filter_repo_objects
+import httpx2
+from huggingface_hub import CommitInfo, HfApi, constants, set_client_factory
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import _http, filter_repo_objects, validate_repo_id
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 ALWAYS_IGNORED = (".git/*", ".cache/huggingface/*")  # what upload_folder itself never uploads
@@ -23,6 +30,61 @@ CODE_CONFIG_FILES = ("config.json", "preprocessor_config.json", "processor_confi
 
 class ModelFolderError(ValueError):
     """The folder is not fit to be pushed; the message names the file and what was expected."""
+
+
+@contextlib.contextmanager
+def hub_timeout(seconds: float | None):
+    """Within the block, every request of huggingface_hub's shared client fails after `seconds` without
+    progress (connect, each read, each write: a long upload that keeps sending is not cut). None or 0:
+    leave the client as it is (no timeout)."""
+    if not seconds:
+        yield
+        return
+    if seconds < 0:
+        raise ValueError(f"the Hub timeout must be positive seconds (or 0 for none), got {seconds}")
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) or _http.default_client_factory
+
+    def client_with_timeout() -> httpx2.Client:
+        client = previous()
+        client.timeout = httpx2.Timeout(seconds)
+        return client
+
+    set_client_factory(client_with_timeout)  # closes the shared client; the next call builds one with a timeout
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
+def hub_error_message(error: BaseException, timeout: float | None = None, timeout_flag: str | None = None) -> str | None:
+    """One line on why a Hub call failed (bad repo id, timeout, unreachable server, HTTP error), or None when
+    `error` (or what it was raised from) is none of these. `timeout_flag`: the option to name for a timeout."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, HFValidationError):
+            return str(error).splitlines()[0]
+        if isinstance(error, httpx2.TimeoutException):
+            waited = f"within {timeout:g} s" if timeout else "in time"
+            hint = f" (on a slow link raise {timeout_flag})" if timeout_flag else ""
+            return f"the Hub at {constants.ENDPOINT} did not answer {waited}{hint}"
+        if isinstance(error, httpx2.TransportError):
+            return f"cannot reach the Hub at {constants.ENDPOINT}: {error or type(error).__name__}"
+        if isinstance(error, HfHubHTTPError):
+            return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def check_repo_id(repo_id: str | None, flag: str = "--repo_id") -> str:
+    """A missing or malformed repo id as one clear `ValueError`, before anything is rendered or sent."""
+    if not repo_id:
+        raise ValueError(f"{flag} is required: the org/name of the Hub repo")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{flag} {repo_id!r} is not a Hub repo id (org/name): {str(error).splitlines()[0]}") from None
+    return repo_id
 
 
 def files_to_upload(folder: Path, ignore_patterns: Sequence[str] | None = None) -> list[str]:
@@ -115,21 +177,25 @@ def push_folder_to_hub(
     create_pr: bool = False,
     ignore_patterns: Sequence[str] | None = None,
     revision: str | None = None,
+    timeout: float | None = None,
 ) -> CommitInfo:
     """Check `folder` (see `check_model_folder`), create `repo_id` if needed and upload it in one commit.
 
     Returns the `CommitInfo`: a `str` equal to the commit URL, with `.oid` and, for `create_pr=True`,
-    `.pr_url`. `private` applies only when the repo is created.
+    `.pr_url`. `private` applies only when the repo is created. `timeout`: seconds any request may wait
+    (see `hub_timeout`); None waits forever, as huggingface_hub does.
     """
+    validate_repo_id(repo_id)
     check_model_folder(folder, ignore_patterns)
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    return api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        commit_message=commit_message,
-        create_pr=create_pr,
-        ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
-        revision=revision,
-    )
+    with hub_timeout(timeout):
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        return api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message=commit_message,
+            create_pr=create_pr,
+            ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
+            revision=revision,
+        )

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lens_hf.data import prepare_builder
-from lens_hf.data.export import DatasetCardInfo, export_builder, export_dataset, push_exported
+from lens_hf.data.export import DatasetCardInfo, ExportError, export_builder, export_dataset, push_exported
 from lens_hf.data.sample_layouts import (
     write_bologna_tree,
     write_class_folders,
@@ -76,8 +76,11 @@ def test_second_config_is_added_and_reexport_replaces_old_shards(model_ii_builde
     assert len(list((out / "model_ii").glob("train-*.parquet"))) > 1
     sr_root = write_sr_tree(tmp_path / "sr", n_pairs=5, lr_size=4)
     sr = prepare_builder("lens_sr", data_dir=sr_root, cache_dir=tmp_path / "c", lr_size=4, hr_size=8).as_dataset()
-    export_dataset(sr, out, config_name="sr", card=DatasetCardInfo(pretty_name="two configs"))
-    export_dataset(full, out, config_name="model_ii")  # one shard per split now: old shards must go
+    export_dataset(sr, out, config_name="sr", card=DatasetCardInfo(pretty_name="two configs"))  # added: no flag
+    with pytest.raises(ExportError, match=r"out already holds an export of config 'model_ii'; pass "
+                                          r"--overwrite_output_dir \(overwrite=True\) to replace it"):
+        export_dataset(full, out, config_name="model_ii")  # never replaced without being told to
+    export_dataset(full, out, config_name="model_ii", overwrite=True)  # one shard per split now: old shards must go
     assert len(list((out / "model_ii").glob("train-*.parquet"))) == 1
     assert_same_rows(full, datasets.load_dataset(str(out), "model_ii"))
     assert_same_rows(sr, datasets.load_dataset(str(out), "sr"))
@@ -118,7 +121,7 @@ def test_push_to_local_hub_and_load_back(model_ii_builder, tmp_path, local_hub):
     export_dataset(expected, out, config_name="model_ii", max_shard_size=2_000)
     push_exported(out, "lens-tester/deeplense-model-ii")
     # a smaller re-export must not leave the old shards in the repo (they would duplicate rows)
-    export_builder(model_ii_builder, out, repo_id="lens-tester/deeplense-model-ii")
+    export_builder(model_ii_builder, out, repo_id="lens-tester/deeplense-model-ii", overwrite=True)
     push_exported(out, "lens-tester/deeplense-model-ii")
     back = datasets.load_dataset("lens-tester/deeplense-model-ii", download_mode="force_redownload")
     assert_same_rows(expected, back)

@@ -118,3 +118,119 @@ def test_command_line_entry_point_runs(repo_root, foundation_tree, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "deeplense/foundation:" in done.stdout
     assert (tmp_path / "cli/README.md").exists()
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error_line(err: str) -> str:
+    """The one line a failure prints (datasets' progress bars aside)."""
+    lines = [line for line in err.splitlines() if line.strip() and not line.rstrip().endswith("/s]")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_an_existing_export_is_refused_before_building_unless_overwrite_output_dir(
+        script, foundation_tree, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["deeplense", "--config", "foundation", "--data_dir", str(foundation_tree), "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache")]
+    assert script.main(argv) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    real_prepare = script.prepare_builder
+    monkeypatch.setattr(script, "prepare_builder", lambda *a, **k: pytest.fail("refused only after the build"))
+    assert script.main(argv + ["--dataset_overrides", "seed=9"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: {out} already holds an export of config 'foundation'; pass --overwrite_output_dir "
+        "(overwrite=True) to replace it")
+    assert _snapshot(out) == before
+    monkeypatch.setattr(script, "prepare_builder", real_prepare)
+    assert script.main(argv + ["--dataset_overrides", "seed=9", "--overwrite_output_dir"]) == 0
+    provenance = yaml.safe_load((out / "README.md").read_text().split("---")[1])["lens_hf"]["foundation"]
+    assert provenance["seed"] == 9
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+
+
+def test_disk_full_exits_1_with_one_line_and_the_old_export_still_loads(script, foundation_tree, tmp_path, capsys,
+                                                                         monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    argv = ["deeplense", "--config", "foundation", "--data_dir", str(foundation_tree), "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache")]
+    assert script.main(argv) == 0
+    old = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "read1"))
+    before = _snapshot(out)
+    capsys.readouterr()
+    real_to_parquet = datasets.Dataset.to_parquet
+    written = []
+
+    def disk_fills(self, path, *args, **kwargs):
+        written.append(path)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real_to_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_fills)
+    assert script.main(argv + ["--dataset_overrides", "seed=5", "--overwrite_output_dir"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: could not write the export to {out}: No space left on device; the previous export is unchanged")
+    monkeypatch.undo()
+    assert _snapshot(out) == before
+    again = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "read2"))
+    assert {s: again[s][:]["uid"] for s in again} == {s: old[s][:]["uid"] for s in old}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+
+
+def test_a_second_build_into_a_locked_folder_exits_1_naming_it(script, foundation_tree, tmp_path, capsys):
+    import fcntl
+
+    from lens_hf.data.export import export_lock_path
+
+    out = tmp_path / "busy"
+    handle = os.open(export_lock_path(out), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(handle, fcntl.LOCK_EX)  # what a running export holds
+    try:
+        status = script.main(["deeplense", "--config", "foundation", "--data_dir", str(foundation_tree),
+                              "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache")])
+    finally:
+        os.close(handle)
+    assert status == 1
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: another export into {out} is running (it holds {export_lock_path(out)}); wait for it to finish")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("repo_id, message", [
+    ("a/b/c", "--repo_id 'a/b/c' is not a Hub repo id (org/name): Repo id must be in the form 'repo_name' or "
+              "'namespace/repo_name': 'a/b/c'. Use `repo_type` argument if needed."),
+    ("org/bad name", "--repo_id 'org/bad name' is not a Hub repo id (org/name): Repo id must use alphanumeric"),
+])
+def test_a_bad_repo_id_is_one_line_before_anything_is_built(script, tmp_path, capsys, repo_id, message):
+    assert script.main(["deeplense", "--config", "foundation", "--output_dir", str(tmp_path / "never"),
+                        "--push_to_hub", "--repo_id", repo_id]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(f"error: {message}")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_failed_push_exits_1_and_keeps_the_export(script, foundation_tree, tmp_path, capsys, monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    out = tmp_path / "out"
+    status = script.main(["deeplense", "--config", "foundation", "--data_dir", str(foundation_tree),
+                          "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"),
+                          "--push_to_hub", "--repo_id", "lens-tester/unreachable", "--hub_timeout", "5"])
+    assert status == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: push to lens-tester/unreachable failed: cannot reach the Hub at "
+                           f"http://127.0.0.1:{port}: ")
+    assert line.endswith(f"; the export in {out} is kept")
+    assert sum(s.num_rows for s in datasets.load_dataset(str(out), cache_dir=str(tmp_path / "read")).values()) == 15
