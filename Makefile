@@ -26,7 +26,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --resume true   # a second `make demo` reuses the stages the first one finished
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

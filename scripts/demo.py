@@ -54,6 +54,10 @@ class DemoArguments:
     threads: int = field(default=0, metadata={"help": "torch threads per run (0: all cores, at most 4)."})
     resume: bool = field(default=False, metadata={"help": "Reuse the stages an interrupted demo finished with the "
                                                         "same command (its data cache is reused in any case)."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Train every stage again, replacing the runs an earlier demo left in --output_dir. Without it (or "
+                "--resume) a folder that holds an earlier demo's runs is an error: finished runs are never replaced "
+                "silently."})
 
 
 def main(argv=None) -> dict:
@@ -64,9 +68,15 @@ def main(argv=None) -> dict:
     threads = demo.threads or min(os.cpu_count() or 1, 4)
     env = stage_environment(threads)
     batch = profile["batch_size"]
+    earlier = sorted(p.name for p in out.glob("*/run_config.json")) if out.is_dir() else []
+    if earlier and not (demo.resume or demo.overwrite_output_dir):
+        raise ValueError(f"{out} holds the runs of an earlier demo: pass --resume true to reuse the stages it finished "
+                         "(`make demo` does), --overwrite_output_dir true to train them all again, or another "
+                         "--output_dir")
     common = ["--cache_dir", cache, "--dataset_seed", demo.seed, "--seed", demo.seed, "--report_to", "tensorboard",
               "--per_device_train_batch_size", batch, "--save_steps", 0, "--logging_steps", 10,
-              "--eval_steps", 100]  # each evaluation re-estimates BatchNorm statistics (~5 s): not every epoch
+              "--eval_steps", 100,  # each evaluation re-estimates BatchNorm statistics (~5 s): not every epoch
+              "--overwrite_output_dir", demo.overwrite_output_dir]
     classes = ["--dataset_name", "deeplense_sim", "--dataset_config", "model_ii", "--num_train", profile["num_train"],
                "--num_validation", profile["num_validation"], "--num_test", profile["num_test"]]
     timings: list = []

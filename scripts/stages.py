@@ -40,9 +40,9 @@ def shown(words: list[str]) -> list[str]:
 
 # Written into a finished stage's run folder: the command line that produced it (logs/ is not pushed to the Hub).
 STAGE_RECORD = Path("logs") / "stage_command.json"
-# Flags that say how a run is checkpointed, not what it computes (resuming is exact): a run finished with other
-# values of these is the same run.
-CHECKPOINT_FLAGS = ("--save_steps", "--save_total_limit", "--resume_from_checkpoint")
+# Flags that say how a run is checkpointed or whether it may replace another, not what it computes (resuming is
+# exact): a run finished with other values of these is the same run.
+CHECKPOINT_FLAGS = ("--save_steps", "--save_total_limit", "--resume_from_checkpoint", "--overwrite_output_dir")
 
 
 def run_stage(title: str, script: str, args: list, env: dict, timings: list | None = None,

@@ -61,3 +61,7 @@ def test_demo_smoke(tmp_path):
                        timeout=300)
     assert rerun.stdout.count("finished earlier with this command") == 5 and "train:" not in rerun.stderr
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+    # a plain second demo into the same folder would replace the finished runs: refused before anything runs
+    plain = run_script("demo.py", "--smoke", "true", "--output_dir", out, "--threads", "1", check=False, timeout=120)
+    assert plain.returncode == 2 and "holds the runs of an earlier demo: pass --resume true" in plain.stderr
+    assert "Traceback" not in plain.stderr

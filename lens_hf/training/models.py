@@ -19,8 +19,8 @@ def fresh_config(model_args, image_size: int, num_channels: int, **fields) -> Le
         raise ValueError(f"model_preset must be one of {sorted(MODEL_PRESETS)}, got {model_args.model_preset!r}")
     values = {**MODEL_PRESETS[model_args.model_preset], "image_size": image_size, "num_channels": num_channels}
     values.update({k: v for k, v in fields.items() if v is not None})
-    values.update(parse_overrides(model_args.config_overrides, "--config_overrides"))
-    return LensMAEConfig(**values)
+    values.update(config_overrides(LensMAEConfig, model_args.config_overrides))
+    return _strict(LensMAEConfig, values)
 
 
 class ModelLoadError(ValueError):
@@ -105,9 +105,30 @@ def pretrained(model_class, model_args, **config_fields):
     """`model_class.from_pretrained(model_name_or_path)` with config fields (and --config_overrides) applied; the
     encoder must load completely and finitely (`load_checked`), the task head may be new."""
     fields = {k: v for k, v in config_fields.items() if v is not None}
-    fields.update(parse_overrides(model_args.config_overrides, "--config_overrides"))
+    fields.update(config_overrides(model_class.config_class, model_args.config_overrides))
     return load_checked(model_class, model_args.model_name_or_path, new_head=True,
                         trust_remote_code=model_args.trust_remote_code, **fields)
+
+
+def config_overrides(config_class, text: str | None) -> dict:
+    """`--config_overrides` for `config_class`: a whole number given for a float field (`layer_norm_eps=0`) is that
+    float, as the config's strict type check needs."""
+    values = parse_overrides(text, "--config_overrides")
+    defaults = config_class() if values else None
+    for key, value in values.items():
+        if isinstance(getattr(defaults, key, None), float) and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+    return values
+
+
+def _strict(config_class, values: dict):
+    """`config_class(**values)`, a strict-dataclass type error (huggingface_hub's) as a ValueError naming the field."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        return config_class(**values)
+    except StrictDataclassError as error:
+        raise ValueError(f"{config_class.__name__}: {' '.join(str(error).split())}") from None
 
 
 def resnet18_config(image_size: int, num_channels: int, **fields) -> ResNetConfig:
