@@ -230,7 +230,7 @@ def test_bologna_catalog_parses_rows_and_blank_metadata(tmp_path):
     [
         ("ID,is_lens\n1,0\n", r"lacks column\(s\) \['Einstein_area'"),
         ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n1,2,0,0,0\n", "line 2: is_lens must be 0 or 1"),
-        ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\nx,1,0,0,0\n", "line 2: ID 'x' is not an integer"),
+        ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\nx,1,0,0,0\n", "line 2: ID 'x' is not a non-negative integer"),
         ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n1,1,0,0,0\n1,0,0,0,0\n", "line 3: ID 1 appears twice"),
         ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n1,1,big,0,0\n", "Einstein_area 'big' is not a number"),
         ("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n1,1,0\n", "line 2 has 3 fields"),
@@ -243,6 +243,40 @@ def test_bad_catalogue_rows_name_file_and_line(tmp_path, body, message):
     with pytest.raises(LensDataError, match=message) as info:
         read_bologna_catalog(tmp_path / "classifications.csv")
     assert "classifications.csv" in str(info.value)
+
+
+_HEADER = "ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n"
+
+
+@pytest.mark.parametrize("object_id", ["100003.7", "inf", "-inf", "nan", "-5", "1e5", "1_000", "\u0661\u0662", "0x10", ""])
+def test_catalogue_id_that_is_not_a_whole_number_is_refused_not_truncated(tmp_path, object_id):
+    (tmp_path / "classifications.csv").write_text(_HEADER + "100001,1,0,0,0\n" + f"{object_id},0,0,0,0\n", encoding="utf-8")
+    with pytest.raises(LensDataError) as info:
+        read_bologna_catalog(tmp_path / "classifications.csv")
+    assert str(info.value) == (
+        f"{tmp_path / 'classifications.csv'}: line 3: ID {object_id!r} is not a non-negative integer "
+        "(expected digits such as 100003)"
+    )
+
+
+def test_catalogue_ids_written_as_whole_floats_and_a_bom_are_accepted(tmp_path):
+    (tmp_path / "c.csv").write_bytes(b"\xef\xbb\xbf" + (_HEADER + "100003.0,1,0,0,0\n100004,0,0,0,0\n").encode())
+    assert [row.object_id for row in read_bologna_catalog(tmp_path / "c.csv")] == [100003, 100004]
+
+
+def test_catalogue_that_is_not_utf8_names_the_line(tmp_path):
+    (tmp_path / "classifications.csv").write_bytes(_HEADER.encode() + b"1,1,0,0,0\n2,0,\xff,0,0\n")
+    with pytest.raises(LensDataError) as info:
+        read_bologna_catalog(tmp_path / "classifications.csv")
+    assert str(info.value) == (
+        f"{tmp_path / 'classifications.csv'}: line 3: byte 0xff is not UTF-8 text (save the catalogue as UTF-8)"
+    )
+
+
+def test_catalogue_field_over_the_csv_limit_names_the_line(tmp_path):
+    (tmp_path / "classifications.csv").write_text(_HEADER + "1,1,0,0,0\n2,0," + "9" * 200000 + ",0,0\n")
+    with pytest.raises(LensDataError, match="classifications.csv: line 3: not valid CSV: field larger than field limit"):
+        read_bologna_catalog(tmp_path / "classifications.csv")
 
 
 # --------------------------------------------------------------------------- splits

@@ -129,23 +129,31 @@ class DeepLense(LensGeneratorBuilder):
     def _split_generators(self, dl_manager):
         config = self.config
         data_dir = Path(self.require_data_dir(_DATA_DIR_HINTS[config.layout]))
+        log = self.bad_file_log
+        # a Model_X folder always holds all three classes; a config reading fewer leaves the others out on purpose
+        not_read = SUBSTRUCTURE_CLASSES if config.layout == MODEL_LAYOUT else ()
+
+        def files(root: Path, key_root: Path) -> list:
+            return class_folder_files(root, config.class_names, key_root=key_root, on_bad_file=log,
+                                      not_read=not_read, on_ignored_folders=log.ignore_folders)
+
         official_test = []
         if config.layout == MODEL_LAYOUT:
             train_root, test_root = find_model_folders(data_dir, config.folder_name)
-            sources = class_folder_files(train_root, config.class_names, key_root=train_root.parent)
+            sources = files(train_root, train_root.parent)
             if test_root is not None:
-                official_test = class_folder_files(test_root, config.class_names, key_root=test_root.parent)
+                official_test = files(test_root, test_root.parent)
         elif config.layout == COMMON_TEST_LAYOUT:
             train_root, val_root = find_common_test_folders(data_dir)
             key_root = train_root.parent.parent
-            sources = class_folder_files(train_root, config.class_names, key_root=key_root)
-            official_test = class_folder_files(val_root, config.class_names, key_root=key_root)
+            sources = files(train_root, key_root)
+            official_test = files(val_root, key_root)
         else:
-            sources = class_folder_files(data_dir, config.class_names, key_root=data_dir)
+            sources = files(data_dir, data_dir)
         splits = assign_splits(sources, config.seed, config.validation_fraction, config.test_fraction, official_test)
         return self.split_generators_for(splits)
 
-    def _generate_examples(self, sources):
+    def generate_rows(self, sources):
         config = self.config
         expected_shape = (1, config.image_size, config.image_size)
         for source in sources:

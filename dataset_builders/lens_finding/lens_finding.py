@@ -105,7 +105,9 @@ class LensFinding(LensGeneratorBuilder):
         config = self.config
         if config.layout == NPY_LAYOUT:
             data_dir = Path(self.require_data_dir("the folder holding {train,test}_{lenses,nonlenses}/*.npy"))
-            train, test = find_lens_finding_npy(data_dir)
+            train, test = find_lens_finding_npy(
+                data_dir, on_bad_file=self.bad_file_log, on_ignored_folders=self.bad_file_log.ignore_folders
+            )
             splits = assign_splits(train, config.seed, config.validation_fraction, config.test_fraction, test)
         else:
             data_dir = Path(self.require_data_dir("the folder holding classifications.csv and Band1/*.fits"))
@@ -113,7 +115,7 @@ class LensFinding(LensGeneratorBuilder):
             splits = assign_splits(sources, config.seed, config.validation_fraction, config.test_fraction)
         return self.split_generators_for(splits)
 
-    def _generate_examples(self, sources):
+    def generate_rows(self, sources):
         for source in sources:
             row = self._read_npy(source) if self.config.layout == NPY_LAYOUT else self._read_bologna(source)
             if row is not None:

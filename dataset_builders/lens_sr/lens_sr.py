@@ -71,7 +71,7 @@ class LensSR(LensGeneratorBuilder):
         splits = assign_splits(pairs, config.seed, config.validation_fraction, config.test_fraction)
         return self.split_generators_for(splits)
 
-    def _generate_examples(self, sources):
+    def generate_rows(self, sources):
         config = self.config
         lr_shape = (config.channels, config.lr_size, config.lr_size)
         hr_shape = (config.channels, config.hr_size, config.hr_size)

@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import datasets
 
-from .layouts import SourceFile
-from .readers import LensDataError
+from .layouts import SourceFile, log_ignored_folders
+from .readers import LensDataError, symlink_problem
 from .splits import SPLIT_ORDER, check_fractions
 
 logger = logging.getLogger(__name__)
 
 BAD_FILES_REPORT = "bad_files.json"
+IGNORED_FOLDERS_REPORT = "ignored_folders.json"
 
 
 @dataclass
@@ -51,11 +53,13 @@ class LensBuilderConfig(datasets.BuilderConfig):
 
 
 class BadFileLog:
-    """Raises a `LensDataError`, or with `skip=True` logs and counts it: never a silently wrong row."""
+    """Raises a `LensDataError`, or with `skip=True` logs and counts it: never a silently wrong row.
+    Also records the subfolders a layout did not read (`ignore_folders`), which are never an error."""
 
     def __init__(self, skip: bool):
         self.skip = skip
         self.errors: list[LensDataError] = []
+        self.ignored_folders: list[dict] = []
 
     def __call__(self, error: LensDataError) -> None:
         if not self.skip:
@@ -70,6 +74,11 @@ class BadFileLog:
         except LensDataError as error:
             self(error)
             return None
+
+    def ignore_folders(self, root, names: list, reason: str) -> None:
+        """A layout's `on_ignored_folders`: warn, and keep them for the build report."""
+        log_ignored_folders(root, names, reason)
+        self.ignored_folders += [{"path": os.path.join(str(root), name), "reason": reason} for name in names]
 
     def as_records(self) -> list[dict]:
         return [{"path": error.path, "problem": error.problem} for error in self.errors]
@@ -94,30 +103,69 @@ class LensGeneratorBuilder(datasets.GeneratorBasedBuilder):
             if isinstance(error.__cause__, LensDataError):
                 raise error.__cause__ from None
             raise
-        with open(os.path.join(self._output_dir, BAD_FILES_REPORT), "w") as handle:
-            json.dump(self.bad_file_log.as_records(), handle, indent=1)
+        for name, records in ((BAD_FILES_REPORT, self.bad_file_log.as_records()),
+                              (IGNORED_FOLDERS_REPORT, self.bad_file_log.ignored_folders)):
+            with open(os.path.join(self._output_dir, name), "w") as handle:
+                json.dump(records, handle, indent=1)
+
+    def _build_report(self, name: str, records: list) -> list[dict]:
+        report = os.path.join(self._output_dir, name)
+        if not os.path.exists(report):
+            return records
+        with open(report) as handle:
+            return json.load(handle)
 
     @property
     def skipped_files(self) -> list[dict]:
         """Files skipped when the cached data was built: [{"path", "problem"}], empty when none."""
-        report = os.path.join(self._output_dir, BAD_FILES_REPORT)
-        if not os.path.exists(report):
-            return self.bad_file_log.as_records()
-        with open(report) as handle:
-            return json.load(handle)
+        return self._build_report(BAD_FILES_REPORT, self.bad_file_log.as_records())
+
+    @property
+    def ignored_folders(self) -> list[dict]:
+        """Subfolders the layout did not read when the cached data was built: [{"path", "reason"}]."""
+        return self._build_report(IGNORED_FOLDERS_REPORT, self.bad_file_log.ignored_folders)
 
     def require_data_dir(self, what: str) -> str:
         if not self.config.data_dir:
             raise ValueError(f"the '{self.dataset_name}' builder (config '{self.config.name}') needs data_dir: {what}")
         if not os.path.isdir(self.config.data_dir):
-            raise LensDataError(self.config.data_dir, f"data_dir is not a folder; expected {what}")
+            problem = symlink_problem(self.config.data_dir) or "data_dir is not a folder"
+            raise LensDataError(self.config.data_dir, f"{problem}; expected {what}")
         return self.config.data_dir
 
-    @staticmethod
-    def split_generators_for(splits: dict[str, list[SourceFile]]) -> list[datasets.SplitGenerator]:
-        """One SplitGenerator per non-empty split, in train/validation/test order."""
+    def split_generators_for(self, splits: dict[str, list[SourceFile]]) -> list[datasets.SplitGenerator]:
+        """One SplitGenerator per non-empty split, in train/validation/test order (rows come from
+        `generate_rows`); no split at all, because every file was bad and skipped, is an error."""
+        if not any(splits.values()):
+            raise LensDataError(self.config.data_dir, "no usable files left: every file found was bad and skipped")
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"sources": splits[split]})
+            datasets.SplitGenerator(name=split, gen_kwargs={"sources": splits[split], "split": split})
             for split in SPLIT_ORDER
             if splits.get(split)
         ]
+
+    def generate_rows(self, sources: list[SourceFile]) -> Iterator[tuple[str, dict]]:
+        """(source.key, row) for each source that reads correctly; bad ones go to `self.bad_file_log`."""
+        raise NotImplementedError
+
+    def _generate_examples(self, sources: list[SourceFile], split: str):
+        """`generate_rows`, refusing a split, or a class of it, that skipped bad files left without a row
+        (a model trained or scored on it would silently miss that class)."""
+        labels = {source.key: source.label for source in sources}
+        kept = Counter()
+        for key, row in self.generate_rows(sources):
+            kept[labels.get(key)] += 1
+            yield key, row
+        if not kept:
+            folder = os.path.commonpath([str(source.path.parent) for source in sources])
+            raise LensDataError(
+                folder, f"all {len(sources)} file(s) of split '{split}' were bad and skipped; the split would be empty"
+            )
+        for label, count in sorted(Counter(labels.values()).items(), key=lambda item: str(item[0])):
+            if label is not None and not kept[label]:
+                folder = os.path.commonpath([str(s.path.parent) for s in sources if s.label == label])
+                raise LensDataError(
+                    folder,
+                    f"all {count} file(s) of class '{label}' in split '{split}' were bad and skipped; "
+                    "the split would have no example of the class",
+                )

@@ -1,20 +1,27 @@
 """Finding the files of each real on-disk layout, in sorted order.
 
 Folder-level problems (a missing or empty class folder) always raise; per-file problems (an
-LR image without its HR partner, a catalogue row without its FITS file) go to `on_bad_file`,
-which raises or counts them, so `--skip_bad_files` treats them like unreadable files.
+LR image without its HR partner, a catalogue row without its FITS file, two FITS files of one
+ID, a broken symlink) go to `on_bad_file`, which raises or counts them, so `--skip_bad_files`
+treats them like unreadable files. Subfolders a layout does not read are reported (a warning),
+never silently dropped.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from .readers import LensDataError, PathLike, read_bologna_catalog
+from .readers import LensDataError, PathLike, read_bologna_catalog, symlink_problem
 from .splits import TEST, assign_split, check_fractions
 
+logger = logging.getLogger(__name__)
+
 BadFileHandler = Callable[[LensDataError], None]
+# Told about subfolders a layout does not read: (folder, their names, why).
+FolderNote = Callable[[Path, list, str], None]
 
 
 def raise_bad_file(error: LensDataError) -> None:
@@ -38,28 +45,78 @@ def _relative_key(path: Path, root: Path) -> str:
 
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise LensDataError(path, f"folder not found; expected {what}")
+        problem = symlink_problem(path) or ("not a folder but a file" if path.exists() else "folder not found")
+        raise LensDataError(path, f"{problem}; expected {what}")
     return path
 
 
-def list_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
-    """Files with one of `suffixes` directly in `folder`, sorted by name; hidden files are ignored."""
+def list_files(folder: Path, suffixes: Sequence[str], on_bad_file: BadFileHandler = raise_bad_file) -> list[Path]:
+    """Files with one of `suffixes` directly in `folder`, sorted by name; hidden files are ignored. An entry
+    with such a name that leads nowhere (a broken symlink, a symlink loop) is a bad file."""
     suffixes = tuple(s.lower() for s in suffixes)
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes)
-    )
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name.lower().endswith(suffixes))
+    except OSError as error:
+        raise LensDataError(folder, f"cannot list the folder: {error.strerror}") from None
+    files = []
+    for path in entries:
+        problem = None if path.is_file() else symlink_problem(path)
+        if problem:
+            on_bad_file(LensDataError(path, problem))
+        elif path.is_file():
+            files.append(path)
+    return files
 
 
-def class_folder_files(root: Path, class_names: Sequence[str], key_root: Path, suffixes=(".npy",)) -> list[SourceFile]:
-    """`root/<class>/*.npy` for every class; each class folder must exist and hold files."""
+def log_ignored_folders(root: Path, names: list[str], reason: str) -> None:
+    logger.warning("%s: ignoring folder(s) %s: %s", root, ", ".join(names), reason)
+
+
+def warn_unread_folders(
+    root: Path, read: Sequence[str], not_read: Sequence[str] = (), on_ignored_folders: FolderNote = log_ignored_folders
+) -> None:
+    """Report the visible subfolders of `root` that are neither read nor known to be left out on purpose
+    (`not_read`): a class folder with a typo, or an extra class, must not vanish without a word."""
+    try:
+        unread = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                        and p.name not in read and p.name not in not_read)
+    except OSError as error:
+        raise LensDataError(root, f"cannot list the folder: {error.strerror}") from None
+    if unread:
+        on_ignored_folders(root, unread, f"not among the folders this config reads {list(read)}")
+
+
+def class_folder_files(
+    root: Path,
+    class_names: Sequence[str],
+    key_root: Path,
+    suffixes=(".npy",),
+    on_bad_file: BadFileHandler = raise_bad_file,
+    not_read: Sequence[str] = (),
+    on_ignored_folders: FolderNote = log_ignored_folders,
+) -> list[SourceFile]:
+    """`root/<class>/*.npy` for every class; each class folder must exist and hold usable files. Other
+    subfolders of `root` (except the `not_read` ones) are reported to `on_ignored_folders`."""
+    warn_unread_folders(root, class_names, not_read, on_ignored_folders)
     sources = []
     for class_name in class_names:
         folder = require_dir(root / class_name, f"a class folder '{class_name}' of {list(class_names)} in {root}")
-        files = list_files(folder, suffixes)
-        if not files:
-            raise LensDataError(folder, f"class folder is empty: no {'/'.join(suffixes)} files")
-        sources += [SourceFile(key=_relative_key(f, key_root), path=f, label=class_name) for f in files]
+        sources += [
+            SourceFile(key=_relative_key(f, key_root), path=f, label=class_name)
+            for f in _class_files(folder, suffixes, on_bad_file)
+        ]
     return sources
+
+
+def _class_files(folder: Path, suffixes: Sequence[str], on_bad_file: BadFileHandler) -> list[Path]:
+    """`list_files`, refusing a class folder with no usable file (none at all, or only bad ones that were skipped)."""
+    bad = []
+    files = list_files(folder, suffixes, on_bad_file=lambda error: (bad.append(error), on_bad_file(error)))
+    if not files and bad:
+        raise LensDataError(folder, f"class folder has no usable {'/'.join(suffixes)} files: all {len(bad)} were bad and skipped")
+    if not files:
+        raise LensDataError(folder, f"class folder is empty: no {'/'.join(suffixes)} files")
+    return files
 
 
 def assign_splits(
@@ -113,8 +170,8 @@ def find_sr_pairs(data_dir: PathLike, on_bad_file: BadFileHandler = raise_bad_fi
     data_dir = Path(data_dir)
     lr_dir = require_dir(data_dir / "LR", "LR/*.npy low-resolution images next to HR/")
     hr_dir = require_dir(data_dir / "HR", "HR/*.npy high-resolution images next to LR/")
-    lr_files = {p.name: p for p in list_files(lr_dir, (".npy",))}
-    hr_files = {p.name: p for p in list_files(hr_dir, (".npy",))}
+    lr_files = {p.name: p for p in list_files(lr_dir, (".npy",), on_bad_file)}
+    hr_files = {p.name: p for p in list_files(hr_dir, (".npy",), on_bad_file)}
     if not lr_files:
         raise LensDataError(lr_dir, "folder is empty: no .npy files")
     for name in sorted(set(hr_files) - set(lr_files)):
@@ -128,20 +185,21 @@ def find_sr_pairs(data_dir: PathLike, on_bad_file: BadFileHandler = raise_bad_fi
     return pairs
 
 
-def find_lens_finding_npy(data_dir: PathLike) -> tuple[list[SourceFile], list[SourceFile]]:
+def find_lens_finding_npy(
+    data_dir: PathLike, on_bad_file: BadFileHandler = raise_bad_file, on_ignored_folders: FolderNote = log_ignored_folders
+) -> tuple[list[SourceFile], list[SourceFile]]:
     """`{train,test}_{lenses,nonlenses}/*.npy` -> (train sources, test sources), labels lens / nonlens."""
     data_dir = Path(data_dir)
-    found = {}
-    for part in ("train", "test"):
-        found[part] = []
-        for folder_suffix, label in (("nonlenses", "nonlens"), ("lenses", "lens")):
-            folder = require_dir(
-                data_dir / f"{part}_{folder_suffix}", "{train,test}_{lenses,nonlenses}/*.npy (the lens-finding layout)"
-            )
-            files = list_files(folder, (".npy",))
-            if not files:
-                raise LensDataError(folder, "class folder is empty: no .npy files")
-            found[part] += [SourceFile(key=_relative_key(f, data_dir), path=f, label=label) for f in files]
+    folders = {(part, suffix): f"{part}_{suffix}" for part in ("train", "test") for suffix in ("nonlenses", "lenses")}
+    warn_unread_folders(data_dir, list(folders.values()), on_ignored_folders=on_ignored_folders)
+    found = {"train": [], "test": []}
+    for (part, folder_suffix), name in folders.items():
+        label = "lens" if folder_suffix == "lenses" else "nonlens"
+        folder = require_dir(data_dir / name, "{train,test}_{lenses,nonlenses}/*.npy (the lens-finding layout)")
+        found[part] += [
+            SourceFile(key=_relative_key(f, data_dir), path=f, label=label)
+            for f in _class_files(folder, (".npy",), on_bad_file)
+        ]
     return found["train"], found["test"]
 
 
@@ -153,24 +211,32 @@ def find_bologna_sources(
 ) -> list[SourceFile]:
     """Rows of `classifications.csv` with their `Band*/...-<ID>.fits` files (the first band is `path`).
 
-    A row whose FITS file is missing in any band is a bad file; images without a row are unlabelled
-    and left out.
+    A row whose FITS file is missing in any band is a bad file, and so are two files of one ID (the row is
+    left out); images without a row are unlabelled and left out.
     """
     data_dir = Path(data_dir)
     catalog = read_bologna_catalog(data_dir / "classifications.csv")
-    band_files = {}
+    band_files, ambiguous = {}, set()
     for band in bands:
         folder = require_dir(data_dir / band, f"a band folder {band}/ of FITS images named '...-<ID>.fits'")
         by_id = {}
-        for path in list_files(folder, (".fits", ".fit")):
+        for path in list_files(folder, (".fits", ".fit"), on_bad_file):
             match = _BOLOGNA_ID.search(path.name)
-            if match:
-                by_id[int(match.group(1))] = path
+            if not match:
+                continue
+            object_id = int(match.group(1))
+            if object_id in by_id:  # e.g. x-7.fits and x-007.fits, or x-7.fits and x-7.fit: which is row 7?
+                ambiguous.add(object_id)
+                on_bad_file(LensDataError(path, f"maps to ID {object_id}, as {by_id[object_id]} does; keep one file per ID"))
+            else:
+                by_id[object_id] = path
         if not by_id:
             raise LensDataError(folder, "band folder holds no FITS files named '...-<ID>.fits'")
         band_files[band] = by_id
     sources = []
     for row in sorted(catalog, key=lambda r: r.object_id):
+        if row.object_id in ambiguous:
+            continue  # reported above; neither file is trusted
         missing = [band for band in bands if row.object_id not in band_files[band]]
         if missing:
             on_bad_file(

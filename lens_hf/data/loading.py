@@ -2,8 +2,8 @@
 
 datasets >= 4 runs no loading scripts, so `load_builder` imports `dataset_builders/<name>/<name>.py`
 itself and passes `hash=`: a digest of the builder's code, of the lens_hf modules it depends on and
-of the data folder's listing (names, sizes, modification times). An edited builder, an edited
-reader or a changed data folder therefore never serves the old cache.
+of the data folder's listing (names, sizes, modification times, through symlinked folders). An edited
+builder, an edited reader or a changed data folder therefore never serves the old cache.
 """
 from __future__ import annotations
 
@@ -106,14 +106,28 @@ def _package_relative(path: Path) -> str:
 
 
 def data_dir_fingerprint(data_dir: str, digest: "hashlib._Hash") -> None:
-    """Feed every file's relative path, size and mtime under `data_dir` into `digest`, in sorted order."""
+    """Feed every file's relative path, size and mtime under `data_dir` into `digest`, in sorted order.
+
+    Symlinked folders are followed (a class folder may live elsewhere; edits there must show), each real
+    folder once, so a link back up the tree ends the walk. An entry that cannot be followed (a broken
+    link, a loop) enters as its link text: the builder reports it, and repairing it changes the key."""
     root = Path(data_dir)
-    for folder, subfolders, files in os.walk(root):
+    listed = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        folder_stat = os.stat(folder)
+        if (folder_stat.st_dev, folder_stat.st_ino) in listed:
+            subfolders.clear()
+            continue
+        listed.add((folder_stat.st_dev, folder_stat.st_ino))
         subfolders.sort()
         for name in sorted(files):
-            stat = os.stat(os.path.join(folder, name))
+            path = os.path.join(folder, name)
             relative = Path(folder, name).relative_to(root).as_posix()
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            try:
+                stat = os.stat(path)
+                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{relative}\0-> {os.readlink(path) if os.path.islink(path) else '?'}\n".encode())
 
 
 def builder_hash(module: ModuleType, data_dir: Optional[str] = None) -> str:
