@@ -225,3 +225,14 @@ def assert_resume_redoes_the_last_steps(script_main, arguments: list, root: Path
     assert [losses(resumed)[s] for s in (3, 4)] == [losses(straight)[s] for s in (3, 4)]
     a, b = load_file(straight / weights), load_file(resumed / weights)
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def digest(path) -> dict:
+    """Every file under `path` (or the file itself) -> sha256 of its bytes: "unchanged" checks compare two."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}

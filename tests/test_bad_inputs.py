@@ -9,7 +9,6 @@ before and after. The library-level rows (the image processor) assert the except
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -22,7 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from helpers import load_script
+from helpers import digest, load_script
 from safetensors.torch import load_file, save_file
 
 from lens_hf.scripts.console import run
@@ -30,14 +29,6 @@ from lens_hf.scripts.console import run
 TINY = ["--num_train", "24", "--num_validation", "6", "--num_test", "6", "--crop_size", "32", "--model_preset",
         "tiny", "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
         "--max_steps", "2", "--save_steps", "1", "--save_total_limit", "5"]
-
-
-def digest(path: Path) -> dict:
-    path = Path(path)
-    if path.is_file():
-        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 class Workspace:

@@ -3,14 +3,13 @@ never scores a classifier against other classes nor writes other data's figures 
 saved model is an error instead of a model with random or NaN weights, and the NaN stop names a checkpoint that
 is really good."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_script
+from helpers import digest, load_script
 from safetensors.torch import load_file, save_file
 
 from lens_hf.training.checkpoint import CheckpointError, last_good_checkpoint
@@ -20,12 +19,6 @@ from lens_hf.training.run_folder import OutputDirError
 RUN = ["--num_train", "32", "--num_validation", "8", "--num_test", "8", "--crop_size", "32", "--model_preset", "tiny",
        "--per_device_train_batch_size", "8", "--disable_progress_bar", "true", "--report_to", "none",
        "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "5"]
-
-
-def digest(folder: Path) -> dict:
-    """Every file of `folder` by relative path -> sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
