@@ -72,3 +72,25 @@ def test_golden_results_are_json_ready():
     case = GOLDEN["classification"]["three_class_rounded"]
     result = functional.classification_metrics(case["predictions"], case["references"], case["class_names"])
     assert json.loads(json.dumps(result)) == result
+
+
+def test_softmax_ties_are_exact_ties_on_every_cpu():
+    """The logits case has softmax values that are equal in exact arithmetic; computed with 50 digits and ranked
+    with exact ties, its micro AUC is the one the metric reports (float exp alone orders them by its last bit)."""
+    import mpmath
+    import numpy as np
+
+    mpmath.mp.dps = 50
+    case = GOLDEN["classification"]["three_class_logits"]
+    probabilities = []
+    for row in case["predictions"]:
+        exps = [mpmath.e ** mpmath.mpf(str(v)) for v in row]
+        probabilities += [x / sum(exps) for x in exps]
+    distinct = sorted({mpmath.nstr(p, 40) for p in probabilities})
+    ranks = np.array([distinct.index(mpmath.nstr(p, 40)) for p in probabilities], dtype=float)
+    one_hot = np.eye(len(case["predictions"][0]))[np.asarray(case["references"])].ravel()
+    assert len(distinct) < len(probabilities)  # the case does hold exact ties
+    exact = functional.roc_auc(one_hot, ranks)
+    reported = functional.classification_metrics(case["predictions"], case["references"], case["class_names"],
+                                                 from_logits=True)["roc_auc_micro"]
+    assert abs(reported - exact) <= 1e-12, (reported, exact)

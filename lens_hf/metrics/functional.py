@@ -125,11 +125,18 @@ def tpr_at_fpr(labels, scores, target_fpr: float) -> float:
 
 
 # -- task metrics --------------------------------------------------------------------------------
+# Probabilities computed from logits are rounded to this many decimals: softmaxes that are equal in exact
+# arithmetic (rows with the same logit differences) then tie on every CPU, instead of being ordered by the last
+# bit of the machine's exp (on the golden 3-class case that moved the micro AUC by 4e-6 between two machines;
+# rounded, it equals the 50-digit result).
+LOGIT_PROBABILITY_DECIMALS = 12
+
+
 def _class_probabilities(predictions, from_logits: bool) -> np.ndarray:
     scores = to_numpy(predictions, "predictions")
     if scores.ndim == 1:  # binary: the score of the positive class
         if from_logits:
-            scores = 1.0 / (1.0 + np.exp(-scores))
+            scores = np.round(1.0 / (1.0 + np.exp(-scores)), LOGIT_PROBABILITY_DECIMALS)
         _check_finite(scores, "predictions")
         if scores.min() < 0 or scores.max() > 1:
             raise ValueError("1-D `predictions` are read as the probability of class 1 and must lie in [0, 1]; "
@@ -141,7 +148,7 @@ def _class_probabilities(predictions, from_logits: bool) -> np.ndarray:
     _check_finite(scores, "predictions")
     if from_logits:
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return np.round(shifted / shifted.sum(axis=1, keepdims=True), LOGIT_PROBABILITY_DECIMALS)
     if scores.min() < 0 or not np.allclose(scores.sum(axis=1), 1.0, atol=1e-4):
         raise ValueError("`predictions` rows must be class probabilities (non-negative, summing to 1) for the "
                          "micro-averaged AUC to be meaningful; pass from_logits=True to apply a softmax.")
