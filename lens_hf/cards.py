@@ -122,6 +122,10 @@ def _eval_results(task: CardSection, metrics: Mapping[str, Mapping], dataset: Ma
     return results
 
 
+def _index_key(result: EvalResult) -> tuple:
+    return result.task_type, result.dataset_type, result.dataset_config, result.dataset_split
+
+
 def _plot_entries(plots: Mapping[str, str | Path], card_dir: Path | None) -> list[dict]:
     """Plot paths as the card links them: relative to the folder the README.md is saved in.
 
@@ -165,6 +169,7 @@ def render_model_card(
     num_parameters: int | None = None,
     adapter: Mapping[str, Any] | None = None,
     num_trainable_parameters: int | None = None,
+    other_evaluations: Mapping[str, Mapping[str, Any]] | None = None,
     template: str = DEFAULT_TEMPLATE,
 ) -> ModelCard:
     """Render the model card of a lens_hf model.
@@ -187,6 +192,9 @@ def render_model_card(
         adapter: the peft adapter config (`adapter_config.json`) of a LoRA run: the card is an adapter repo's
             (`library_name: peft`, loading through `PeftModel` on `base_model`, the LoRA settings).
         num_trainable_parameters: an adapter's trained parameters (LoRA matrices and head).
+        other_evaluations: name -> {"dataset": {"id", "config"}, "split", "full" or "summary"}: evaluations on data
+            other than the training data's (scripts/evaluate.py's `evaluations` in metrics.json). Shown in their
+            own table, each under its own dataset in the model-index, never mixed with `metrics`.
         template: file name in the project's `model_cards/` folder.
 
     Returns:
@@ -210,6 +218,17 @@ def render_model_card(
     model_name = repo_id.split("/")[-1]
     hub_dataset = _hub_dataset_id(dataset["id"])
     eval_results = _eval_results(spec, metrics, dataset)
+    other_evaluations = dict(other_evaluations or {})
+    for name, entry in other_evaluations.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("dataset"), Mapping) or not entry.get("split"):
+            raise ValueError(f"other evaluation {name!r} needs 'dataset' (a mapping with 'id') and 'split', got "
+                             f"{entry!r}")
+        # The Hub's model-index keys results by dataset, config and split: an evaluation on the same ones (another
+        # size of simulated data) would merge into the run's own entry there, so it stays in the card's table only.
+        other = _eval_results(spec, {entry["split"]: entry.get("full") or entry.get("summary") or {}},
+                              {"id": entry["dataset"]["id"], "config": entry["dataset"].get("config"), "name": name})
+        if not {_index_key(r) for r in other} & {_index_key(r) for r in eval_results}:
+            eval_results += other
     adapter = dict(adapter) if adapter else None
     if adapter and not base_model:
         raise ValueError("an adapter's card needs its base model (the Hub id the adapter applies to)")
@@ -257,6 +276,8 @@ def render_model_card(
                                                else None)},
         example_file="lens.npy",
         metric_table=_metric_table(spec, metrics, reference_metrics or {}),
+        other_table=_metric_table(spec, {}, {name: entry.get("full") or entry.get("summary") or {}
+                                             for name, entry in other_evaluations.items()}),
         plots=_plot_entries(plots or {}, card_dir),
         recipe=recipe,
         other_arguments=other_arguments,

@@ -13,7 +13,8 @@ The data arguments default to the ones the run recorded (run_config.json): witho
 evaluated on its own data. Results on the run's own data are merged into <output_dir>/metrics.json (default: the
 model folder) under the split's name and the card is refreshed; results on other data (another dataset, config,
 folder or size) are stored beside them under `evaluations` in metrics.json, keyed by dataset, config and split,
-with their plots in `evaluations/<key>/`, and never replace the run's own figures. A classifier is evaluated
+with their plots in `evaluations/<key>/`, shown in the card's "On other data" table and under their own dataset in
+its model-index, and never replace the run's own figures. A classifier is evaluated
 only on data with the same class names in the same order.
 """
 
@@ -165,9 +166,12 @@ def main(argv=None):
             summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
         else:
             summary = write_foreign_evaluation(output_dir, key, data_args, config_name, metrics, references, figures)
+            if args.refresh_card and (output_dir / "README.md").is_file():
+                refresh_model_card(output_dir, accelerator.unwrap_model(model), task,
+                                   repo_id=None if model_dir.is_dir() else args.model_name_or_path)
             accelerator.print(f"{key} is not the data the run was trained and scored on: stored under "
-                              f"evaluations[{key!r}] of {output_dir / 'metrics.json'}; the run's own figures and card "
-                              "are unchanged")
+                              f"evaluations[{key!r}] of {output_dir / 'metrics.json'} and in the card's 'On other "
+                              "data' table; the run's own figures are unchanged")
         accelerator.print(json.dumps({"task": task.name, "split": args.split, "seed": seed, **summary}, indent=2))
     accelerator.wait_for_everyone()  # ranks tear the process group down together, as the training scripts do
     accelerator.end_training()
@@ -201,7 +205,8 @@ def write_foreign_evaluation(output_dir: Path, name: str, data_args, config_name
     evaluations = record.setdefault("evaluations", {})
     split = next(iter(metrics)) if metrics else None
     evaluations[name] = {
-        "dataset": {"id": data_args.dataset_name, "config": config_name or "default"}, "data": data_identity(data_args),
+        "dataset": {"id": data_args.dataset_name, "config": config_name or "default"}, "split": split,
+        "data": data_identity(data_args),
         "summary": scalar_metrics(metrics[split]) if split else {}, "full": metrics.get(split, {}),
         "references": {n: scalar_metrics(m) for n, m in references.items()},
         "plots": {c: str(Path(p).resolve().relative_to(output_dir.resolve())) for c, p in figures.items()},

@@ -137,6 +137,26 @@ def test_reference_rows_show_in_the_table_but_not_in_the_model_index(tmp_path):
     assert {r.dataset_split for r in ModelCard.load(tmp_path / "README.md").data.eval_results} == {"test"}
 
 
+def test_evaluations_on_other_data_have_their_own_table_and_model_index_entry(tmp_path, classification_result):
+    other = {"common_test (default) test": {"dataset": {"id": "/home/me/common_test", "config": "default"},
+                                            "split": "test", "full": classification_result}}
+    card = render_model_card(repo_id="org/clf", task="classification", config=_tiny_config(num_labels=3),
+                             training_args={}, dataset={"id": "org/deeplense-model-ii", "config": "model_ii"},
+                             metrics={"test": classification_result}, other_evaluations=other)
+    own, rest = card.text.split("### On other data")
+    assert "| metric | this model (test) |" in own and "common_test" not in own
+    assert "| metric | common_test (default) test |" in rest
+    card.save(tmp_path / "README.md")
+    index = ModelCard.load(tmp_path / "README.md").data.eval_results
+    assert sorted({(r.dataset_type, r.dataset_name, r.dataset_config) for r in index}) == [
+        ("common_test", "common_test (default) test", "default"), ("org/deeplense-model-ii", "org/deeplense-model-ii",
+                                                                   "model_ii")]
+    assert "/home/me" not in card.text  # a local dataset path is named by its folder only
+    with pytest.raises(ValueError, match="other evaluation 'x' needs 'dataset'"):
+        render_model_card(repo_id="org/clf", task="classification", config=_tiny_config(), training_args={},
+                          dataset={"id": "org/sim"}, other_evaluations={"x": {"split": "test"}})
+
+
 def test_card_input_errors(tmp_path, classification_result):
     common = dict(repo_id="org/x", config=_tiny_config(), training_args={}, dataset={"id": "org/sim"})
     with pytest.raises(ValueError, match="unknown task 'segmentation'"):

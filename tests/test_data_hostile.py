@@ -307,6 +307,21 @@ def test_unknown_class_folder_is_warned_about_and_recorded(model_tree, tmp_path,
     assert again.ignored_folders == builder.ignored_folders
 
 
+def test_export_card_lists_skipped_files_and_folders_not_read_relative_to_the_data(tmp_path):
+    from lens_hf.data.export import export_builder
+
+    root = write_class_folders(tmp_path / "fm", ("axion", "cdm", "no_sub"), (64, 64), n_per_class=3)
+    write_npy_header(root / "cdm/cdm_00001.npy", **HUGE_HEADER)
+    (root / "notes").mkdir()
+    builder = prepare_builder("deeplense", "foundation", data_dir=root, cache_dir=tmp_path / "c", skip_bad_files=True)
+    card = export_builder(builder, tmp_path / "export").read_text()  # returns the card path
+    assert "**1 bad input file(s) were skipped**" in card
+    assert "- `cdm/cdm_00001.npy`: not a readable .npy file" in card
+    assert "**1 folder(s) beside the data were not read**" in card
+    assert "- `notes`: not among the folders this config reads" in card
+    assert str(tmp_path) not in card  # the user's disk is not published
+
+
 def test_regression_config_does_not_warn_about_the_classes_it_leaves_out(model_tree, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="lens_hf.data.layouts"):
         builder = prepare_builder("deeplense", "regression_model_ii", data_dir=model_tree, cache_dir=tmp_path / "c",

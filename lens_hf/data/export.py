@@ -70,6 +70,8 @@ class DatasetCardInfo:
         tags: Hub tags (DEFAULT_TAGS are always added).
         provenance: how this config was built (builder, parameters, code hash...); stored in the YAML.
         skipped_files: [{"path", "problem"}] left out by `skip_bad_files`; counted in the card.
+        ignored_folders: [{"path", "reason"}] folders beside the data that the builder did not read; listed in the
+            card so a reader sees what was left out, not only what was in.
         repo_id: where it will be pushed, for the loading example.
     """
 
@@ -84,6 +86,7 @@ class DatasetCardInfo:
     tags: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     skipped_files: list = field(default_factory=list)
+    ignored_folders: list = field(default_factory=list)
     repo_id: Optional[str] = None
 
 
@@ -340,7 +343,8 @@ def _write_export(dataset_dict, folder: Path, card: DatasetCardInfo, config_name
     data_files = [{"split": split, "path": f"{config_data_dir(config_name)}/{split}-*"} for split in dataset_dict]
     MetadataConfigs({config_name: {"data_files": data_files}}).to_dataset_card_data(card_data)
     provenance = dict(card_data.get(PROVENANCE_KEY) or {})
-    provenance[config_name] = {**card.provenance, "skipped_files": len(card.skipped_files)}
+    provenance[config_name] = {**card.provenance, "skipped_files": len(card.skipped_files),
+                               "ignored_folders": len(card.ignored_folders)}
     card_data[PROVENANCE_KEY] = provenance
 
     infos = DatasetInfosDict.from_dataset_card_data(card_data)
@@ -379,8 +383,10 @@ def _config_summary(name: str, info: datasets.DatasetInfo, provenance: dict) -> 
         "name": name,
         "splits": [(split.name, split.num_examples) for split in (info.splits or {}).values()],
         "features": [(column, _describe_feature(feature)) for column, feature in (info.features or {}).items()],
-        "provenance": {key: value for key, value in provenance.items() if key != "skipped_files"},
+        "provenance": {key: value for key, value in provenance.items()
+                       if key not in ("skipped_files", "ignored_folders")},
         "skipped_files": provenance.get("skipped_files", 0),
+        "ignored_folders": provenance.get("ignored_folders", 0),
     }
 
 
@@ -424,9 +430,20 @@ def card_for_builder(builder, repo_id: Optional[str] = None) -> DatasetCardInfo:
         task_categories=list(card_yaml.get("task_categories") or []),
         tags=list(card_yaml.get("tags") or []),
         provenance=provenance,
-        skipped_files=builder.skipped_files,
+        skipped_files=[_under_data_dir(entry, config.data_dir) for entry in builder.skipped_files],
+        ignored_folders=[_under_data_dir(entry, config.data_dir) for entry in builder.ignored_folders],
         repo_id=repo_id,
     )
+
+
+def _under_data_dir(entry: dict, data_dir) -> dict:
+    """A report entry with its path relative to the data folder: the card is published, the user's disk is not."""
+    if not data_dir:
+        return entry
+    try:
+        return {**entry, "path": os.path.relpath(entry["path"], data_dir)}
+    except ValueError:  # another drive on Windows
+        return entry
 
 
 def _without_title(markdown: str) -> str:

@@ -325,6 +325,7 @@ def refresh_model_card(output_dir: Path, model, task: str | Task | None = None, 
         description=run_record.get("description"),
         num_parameters=sum(p.numel() for p in model.parameters()),
         num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad) if adapter else None,
+        other_evaluations=record.get("evaluations") or None,
     )
     card.save(output_dir / "README.md")
     return output_dir / "README.md"
