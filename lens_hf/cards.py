@@ -100,15 +100,15 @@ def _metric_table(task: CardSection, metrics: Mapping[str, Mapping], reference_m
     return {"columns": list(columns), "rows": rows, "notes": notes}
 
 
-def _hub_dataset_id(dataset_id: str) -> str | None:
-    """`dataset_id` when it names a Hub dataset ("namespace/name"), None for a local folder."""
-    looks_like_hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", dataset_id) is not None
-    return dataset_id if looks_like_hub_id and not Path(dataset_id).exists() else None
+def _hub_id(name_or_path: str) -> str | None:
+    """`name_or_path` when it names a Hub repo ("namespace/name"), None for a local folder."""
+    looks_like_hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", name_or_path) is not None
+    return name_or_path if looks_like_hub_id and not Path(name_or_path).exists() else None
 
 
 def _eval_results(task: CardSection, metrics: Mapping[str, Mapping], dataset: Mapping[str, Any]) -> list[EvalResult]:
     """The headline metrics per split; a local dataset is named by its folder name (no local paths in public)."""
-    dataset_type = _hub_dataset_id(dataset["id"]) or Path(dataset["id"]).name
+    dataset_type = _hub_id(dataset["id"]) or Path(dataset["id"]).name
     results = []
     for split, result in metrics.items():
         flat = scalar_metrics(result)
@@ -185,7 +185,8 @@ def render_model_card(
             The task's headline metrics become the card's `model-index` (`eval_results`).
         plots: caption -> PNG path inside `card_dir` (absolute, or relative to the working directory or to
             `card_dir`); the card links it relative to `card_dir`.
-        base_model: Hub id of the checkpoint this model was trained from (None = from scratch).
+        base_model: Hub id of the checkpoint this model was trained from (None = from scratch). A local folder is
+            named by its folder name only and left out of the YAML, which the Hub reads as a model id.
         reference_metrics: label -> result shown beside the model in the table, e.g.
             {"bicubic upsampling (test)": bicubic_baseline_metrics(...)}; not in the model-index.
         card_dir: the folder the card will be saved in (`card.save(card_dir / "README.md")`).
@@ -216,7 +217,7 @@ def render_model_card(
     template_path = project_resource(f"{TEMPLATE_DIR}/{template}", f"the model card template {template!r}")
 
     model_name = repo_id.split("/")[-1]
-    hub_dataset = _hub_dataset_id(dataset["id"])
+    hub_dataset = _hub_id(dataset["id"])
     eval_results = _eval_results(spec, metrics, dataset)
     other_evaluations = dict(other_evaluations or {})
     for name, entry in other_evaluations.items():
@@ -232,6 +233,9 @@ def render_model_card(
     adapter = dict(adapter) if adapter else None
     if adapter and not base_model:
         raise ValueError("an adapter's card needs its base model (the Hub id the adapter applies to)")
+    local_base = None
+    if base_model and not adapter and _hub_id(base_model) is None:  # a local folder: named, never its path
+        base_model, local_base = None, Path(base_model).name
     card_data = ModelCardData(
         license=license,
         library_name="peft" if adapter else "transformers",
@@ -257,7 +261,8 @@ def render_model_card(
         repo_id=repo_id,
         description=description or (
             f"A {architecture_name} for {spec.title}, trained with lens-hf on {dataset_name}"
-            + (f", starting from [{base_model}](https://huggingface.co/{base_model})." if base_model else ".")),
+            + (f", starting from [{base_model}](https://huggingface.co/{base_model})." if base_model else
+               f", starting from the local checkpoint `{local_base}`." if local_base else ".")),
         task=spec,
         usage=usage,
         model_type=model_type,
@@ -270,6 +275,7 @@ def render_model_card(
             "targets": ", ".join(f"`{t}`" for t in sorted(adapter.get("target_modules") or [])),
             "trained_in_full": ", ".join(f"`{m}`" for m in adapter.get("modules_to_save") or [])},
         base_model=base_model,
+        local_base=local_base,
         base_model_url=f"https://huggingface.co/{base_model}" if base_model else None,
         dataset={"name": dataset_name, "config": dataset.get("config"),
                  "url": dataset.get("url") or (f"https://huggingface.co/datasets/{hub_dataset}" if hub_dataset

@@ -326,12 +326,102 @@ ROWS = [
     Row("push-folder-with-a-pickle", lambda ws: ("push_to_hub", [
         "--run_dir", str(_with_file(ws.copy("classifier", "p_pickle"), "pytorch_model.bin", b"x")),
         "--repo_id", "org/x"]), 1, r"pytorch_model\.bin", unchanged=lambda ws: ws.root / "rows" / "p_pickle"),
+    # ------------------------------------------------------------------ data readers: checked before read
+    Row("data-npy-header-80GB", lambda ws: build_from(ws, bad_tree(ws, "d_header", lambda f: write_npy_header(
+        f, (100000, 100000)))), 2, r"error: bad input data: .*d_header/Model_II/cdm/\S+\.npy: not a readable \.npy "
+        r"file \(corrupt or truncated\): its header declares shape \(100000, 100000\) float64 "
+        r"\(80,000,000,000 bytes\) but only 64 bytes follow it"),
+    Row("data-hostile-axion-pickle", lambda ws: build_from(ws, bad_tree(ws, "d_pickle", lambda f: write_object_npy(
+        f, Hostile(ws.root / "pwned")), "axion")), 2,
+        r"d_pickle/Model_II/axion/\S+\.npy: refused to unpickle: the pickle references posix\.system",
+        unchanged=lambda ws: _no_marker(ws)),
+    Row("data-pickle-declaring-2GB", lambda ws: build_from(ws, bad_tree(ws, "d_bomb", lambda f: write_object_npy(
+        f, ArrayOfObjects(2**28)), "axion")), 2,
+        r"refused to unpickle: .*declares an array of shape \(268435456,\) object \(2,147,483,648 bytes\)"),
+    Row("data-broken-symlink", lambda ws: build_from(ws, bad_tree(ws, "d_link", lambda f: f.symlink_to(
+        f.with_name("gone.npy")))), 2, r"d_link/Model_II/cdm/\S+\.npy: broken symlink: its target .*gone\.npy does "
+        r"not exist"),
+    Row("data-skip-empties-class", lambda ws: build_from(ws, bad_tree(ws, "d_empty", lambda f: write(f, b"junk"),
+                                                                      every=True), "--skip_bad_files", "true"), 2,
+        r"d_empty/Model_II/cdm: all 3 file\(s\) of class 'cdm' in split '\w+' were bad and skipped|"
+        r"d_empty/Model_II/cdm: class folder has no usable \.npy files: all 3 were bad and skipped"),
+    Row("data-bologna-fractional-id", lambda ws: build_bologna(ws, "d_fraction", "100003", "100003.7"), 2,
+        r"d_fraction/classifications\.csv: line \d+: ID '100003\.7' is not a non-negative integer"),
+    Row("data-bologna-two-files-one-id", lambda ws: build_bologna(ws, "d_twice", None, None, twice=True), 2,
+        r"d_twice/Band1/imageEUC_VIS-100003\.fits: maps to ID 100003, as .*imageEUC_VIS-0100003\.fits does; keep "
+        r"one file per ID"),
+    Row("data-bologna-not-utf8", lambda ws: build_bologna(ws, "d_utf8", "100003,", b"\xff,"), 2,
+        r"d_utf8/classifications\.csv: line \d+: byte 0xff is not UTF-8 text \(save the catalogue as UTF-8\)"),
     # ------------------------------------------------------------------ simulation
     Row("simulate-into-non-empty-folder", lambda ws: ("simulate", ["--output_dir", str(_folder(
         ws, "s_full", {"keep.txt": "mine"})), "--num_images", "2"]), 2,
         r"s_full is not empty; pass --overwrite to write into it anyway",
         unchanged=lambda ws: ws.root / "rows" / "s_full"),
 ]
+
+
+def build_from(ws, data_dir: Path, *extra):
+    return "build_dataset", ["deeplense", "--config", "model_ii", "--data_dir", str(data_dir), "--dataset_overrides",
+                             "image_size=32", "--output_dir", str(data_dir.with_name(data_dir.name + "_export")),
+                             "--cache_dir", str(ws.root / "cache"), *extra]
+
+
+def bad_tree(ws, name: str, damage: Callable, class_folder: str = "cdm", every: bool = False) -> Path:
+    """A copy of the DeepLense tree with the first (or `every`) training file of a class replaced by `damage`."""
+    tree = ws.copy("tree", name)
+    files = sorted((tree / "Model_II" / class_folder).iterdir())
+    for path in files if every else files[:1]:
+        path.unlink()
+        damage(path)
+    return tree
+
+
+def write_npy_header(path: Path, shape) -> None:
+    """A .npy whose header claims `shape` float64 but which holds 64 bytes."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": shape})
+        handle.write(bytes(64))
+
+
+def write_object_npy(path: Path, payload) -> None:
+    """An object-array .npy (as DeepLenseSim's axion files are) whose pickle is `payload`."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|O", "fortran_order": False, "shape": (2,)})
+        pickle.dump(payload, handle, protocol=3)
+
+
+class ArrayOfObjects:
+    """A few-hundred-byte pickle asking numpy for an object array of `length` items (8 bytes each)."""
+
+    def __init__(self, length):
+        self.length = length
+
+    def __reduce__(self):
+        try:  # numpy >= 2
+            from numpy._core.multiarray import _reconstruct
+        except ImportError:  # numpy 1.x
+            from numpy.core.multiarray import _reconstruct
+        return _reconstruct, (np.ndarray, (self.length,), np.dtype("O"))
+
+
+def build_bologna(ws, name: str, old, new, twice: bool = False):
+    """build_dataset on a small Bologna folder whose catalogue has `old` replaced by `new` (text or bytes), or with
+    a second FITS file whose name parses to an existing ID (`twice`)."""
+    from lens_hf.data.sample_layouts import write_bologna_tree
+
+    root = ws.path(name)
+    shutil.rmtree(root, ignore_errors=True)
+    write_bologna_tree(root, image_size=9)
+    catalogue = root / "classifications.csv"
+    if old is not None:
+        data = catalogue.read_bytes()
+        assert old.encode() in data
+        catalogue.write_bytes(data.replace(old.encode(), new if isinstance(new, bytes) else new.encode(), 1))
+    if twice:
+        shutil.copy(root / "Band1/imageEUC_VIS-100003.fits", root / "Band1/imageEUC_VIS-0100003.fits")
+    return "build_dataset", ["lens_finding", "--config", "bologna", "--data_dir", str(root), "--dataset_overrides",
+                             "image_size=9", "--output_dir", str(root.with_name(name + "_export")),
+                             "--cache_dir", str(ws.root / "cache")]
 
 
 def _file(ws, name: str, text: str) -> Path:

@@ -276,3 +276,15 @@ def test_a_local_dataset_path_never_reaches_the_card(tmp_path):
     assert str(tmp_path) not in text and "exported-sim" in text
     data = ModelCard.load(tmp_path / "README.md").data
     assert data.datasets is None and data.eval_results[0].dataset_type == "exported-sim"
+
+
+def test_a_local_base_model_is_named_by_its_folder_and_left_out_of_the_yaml(tmp_path):
+    base = tmp_path / "private" / "my-mae"
+    base.mkdir(parents=True)
+    card = render_model_card(repo_id="org/c", task="classification", config=_tiny_config(num_labels=3),
+                             training_args={}, dataset={"id": "org/sim"}, base_model=str(base))
+    assert str(tmp_path) not in card.text and "the local checkpoint `my-mae` (not on the Hub)" in card.text
+    assert card.data.base_model is None
+    hub = render_model_card(repo_id="org/c", task="classification", config=_tiny_config(num_labels=3),
+                            training_args={}, dataset={"id": "org/sim"}, base_model="org/lens-mae")
+    assert hub.data.base_model == "org/lens-mae" and "[org/lens-mae](https://huggingface.co/org/lens-mae)" in hub.text
