@@ -28,11 +28,12 @@ import quality_lens_finding  # noqa: E402
 import quality_super_resolution  # noqa: E402
 
 from lens_hf import LensMAEConfig, LensMAEForImageClassification, LensMAEForPreTraining  # noqa: E402
+from lens_hf.architectures import get_architecture  # noqa: E402
 from lens_hf.models.lens_mae.modeling_lens_mae import LensMAEForSuperResolution  # noqa: E402
-from lens_hf.scripts.finetune import resnet18  # noqa: E402
 from lens_hf.simulation.presets import LensFindingPreset, SRPairsPreset  # noqa: E402
 from lens_hf.training.models import fresh_config  # noqa: E402
 
+RESNET18 = get_architecture("resnet18")
 COUNTED_BATCH = 2  # FLOPs are linear in the batch: count 2 images, scale to the stage's batch
 
 
@@ -71,7 +72,7 @@ def stages_of_rows(size: str) -> dict[str, list[tuple[str, float, int]]]:
         per_step = step_flops(classifier, crop, 1, batch, "classification")
         rows[f"classification_{model}"] = [
             pretrain, ("MAE finetune", per_step, sizes["finetune"]), ("ViT from scratch", per_step, sizes["scratch"]),
-            ("ResNet-18", step_flops(resnet18(crop, 1, num_labels=3), crop, 1, batch, "classification"),
+            ("ResNet-18", step_flops(RESNET18.build(crop, 1, num_labels=3), crop, 1, batch, "classification"),
              sizes["scratch"]),
         ]
         if model == "model_iii":  # quality_regression.py: same sizes and geometry
@@ -93,7 +94,7 @@ def stages_of_rows(size: str) -> dict[str, list[tuple[str, float, int]]]:
     vit = LensMAEForImageClassification(lens_mae(sizes["preset"], side, channels=bands, num_labels=2))
     rows["lens_finding"] = [
         ("LensMAE from scratch", step_flops(vit, side, bands, sizes["batch"], "classification"), sizes["steps"]),
-        ("ResNet-18", step_flops(resnet18(side, bands, num_labels=2), side, bands, sizes["batch"], "classification"),
+        ("ResNet-18", step_flops(RESNET18.build(side, bands, num_labels=2), side, bands, sizes["batch"], "classification"),
          sizes["steps"]),
     ]
     return rows

@@ -16,6 +16,7 @@ from .models.lens_mae import (
     LensMAEModel,
     modeling_lens_mae,
 )
+from .pipelines import D4TestTimeAugmentation, LensImageClassificationPipeline
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,8 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "D4TestTimeAugmentation",
+    "LensImageClassificationPipeline",
     "LensImageProcessor",
     "LensMAEConfig",
     "LensMAEModel",

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lens_hf.data.loading import project_resource
 from lens_hf.metrics.functional import scalar_metrics
 from lens_hf.metrics.references import citations
+from lens_hf.pipelines import TTA_DESCRIPTIONS
 from lens_hf.redaction import without_secrets
 from lens_hf.tasks import CardSection, Task, get_task
 
@@ -39,14 +40,18 @@ RECIPE_KEYS = (
 # (`CardSection.config_keys`).
 ENCODER_KEYS = ("image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
                 "num_attention_heads", "intermediate_size", "drop_path_rate", "embedding_size", "hidden_sizes",
-                "depths", "layer_type")
+                "depths", "layer_type", "width_coefficient", "depth_coefficient", "depth_multiplier", "embed_dim",
+                "depth", "num_heads")
 # Table names of metric keys beyond a task's headline metrics; "a/b" keys show as "<name of a> (b)".
 METRIC_DISPLAY_NAMES = {
     "roc_auc_per_class": "ROC AUC", "bias": "bias (dex)", "scatter": "scatter (dex)", "r2": "R²",
     "visible_mse": "visible-patch MSE", "mask_ratio": "mask ratio", "precision": "precision", "recall": "recall",
 }
 # How the card names an architecture (config.model_type -> words); anything else by its model_type.
-ARCHITECTURE_NAMES = {"lens_mae": "LensMAE vision transformer", "resnet": "ResNet convolutional network"}
+ARCHITECTURE_NAMES = {"lens_mae": "LensMAE vision transformer", "resnet": "ResNet convolutional network",
+                      "efficientnet": "EfficientNet convolutional network", "mobilenet_v2": "MobileNetV2 convolutional "
+                      "network", "cvt": "CvT convolutional vision transformer", "vit": "ViT vision transformer",
+                      "convnext": "ConvNeXt convolutional network"}
 
 
 def _plain(value: Any) -> Any:
@@ -98,6 +103,34 @@ def _metric_table(task: CardSection, metrics: Mapping[str, Mapping], reference_m
     notes = "Examples evaluated: " + "; ".join(f"{label}: {n}" for label, n in counts.items() if n) + "." \
         if any(counts.values()) else ""
     return {"columns": list(columns), "rows": rows, "notes": notes}
+
+
+# How a column of an evaluation with test-time augmentation is named (scripts/evaluate.py --tta).
+TTA_SHORT_NAMES = {"d4": "D4 TTA"}
+
+
+def _tta_mode(entry: Mapping[str, Any]) -> str | None:
+    """The test-time augmentation an evaluation of `evaluations` ran with (None: the plain model)."""
+    mode = entry.get("tta")
+    return None if mode in (None, "none") else mode
+
+
+def _evaluation_columns(evaluations: Mapping[str, Mapping[str, Any]], own_data: bool) -> dict:
+    """Column label -> metrics of `evaluations` entries: the run's own data's TTA ones as "this model with D4 TTA
+    (split)", the others by their key."""
+    return {(f"this model with {TTA_SHORT_NAMES.get(_tta_mode(entry), _tta_mode(entry))} ({entry['split']})"
+             if own_data else name): entry.get("full") or entry.get("summary") or {}
+            for name, entry in evaluations.items()}
+
+
+def _with_tta_notes(table: dict | None, evaluations) -> dict | None:
+    """`table` with a sentence saying what each TTA of its columns did and that the model-index leaves it out."""
+    modes = sorted({_tta_mode(entry) for entry in evaluations} - {None})
+    if table is None or not modes:
+        return table
+    sentences = [f"{TTA_SHORT_NAMES.get(mode, mode)}: with {TTA_DESCRIPTIONS.get(mode, mode)}; not in the "
+                 "model-index, which holds the plain model's figures." for mode in modes]
+    return {**table, "notes": " ".join(filter(None, [table["notes"], *sentences]))}
 
 
 def _hub_id(name_or_path: str) -> str | None:
@@ -170,6 +203,7 @@ def render_model_card(
     adapter: Mapping[str, Any] | None = None,
     num_trainable_parameters: int | None = None,
     other_evaluations: Mapping[str, Mapping[str, Any]] | None = None,
+    adaptations: Sequence[str] = (),
     template: str = DEFAULT_TEMPLATE,
 ) -> ModelCard:
     """Render the model card of a lens_hf model.
@@ -195,7 +229,11 @@ def render_model_card(
         num_trainable_parameters: an adapter's trained parameters (LoRA matrices and head).
         other_evaluations: name -> {"dataset": {"id", "config"}, "split", "full" or "summary"}: evaluations on data
             other than the training data's (scripts/evaluate.py's `evaluations` in metrics.json). Shown in their
-            own table, each under its own dataset in the model-index, never mixed with `metrics`.
+            own table, each under its own dataset in the model-index, never mixed with `metrics`. An entry with
+            test-time augmentation (`"tta": "d4"`) stays out of the model-index; on the run's own data
+            (`"own_data": true`) it is a column "this model with D4 TTA (split)" of the evaluation table.
+        adaptations: sentences on how the model was adapted from its base model (a 3-channel stem summed to one
+            band, a replaced head; `lens_hf.architectures.transfer`), listed under the summary table.
         template: file name in the project's `model_cards/` folder.
 
     Returns:
@@ -224,12 +262,16 @@ def render_model_card(
         if not isinstance(entry, Mapping) or not isinstance(entry.get("dataset"), Mapping) or not entry.get("split"):
             raise ValueError(f"other evaluation {name!r} needs 'dataset' (a mapping with 'id') and 'split', got "
                              f"{entry!r}")
+        if _tta_mode(entry):  # the model-index is the plain model's: a TTA figure beside it would read as the model's
+            continue
         # The Hub's model-index keys results by dataset, config and split: an evaluation on the same ones (another
         # size of simulated data) would merge into the run's own entry there, so it stays in the card's table only.
         other = _eval_results(spec, {entry["split"]: entry.get("full") or entry.get("summary") or {}},
                               {"id": entry["dataset"]["id"], "config": entry["dataset"].get("config"), "name": name})
         if not {_index_key(r) for r in other} & {_index_key(r) for r in eval_results}:
             eval_results += other
+    own_tta = {name: entry for name, entry in other_evaluations.items() if _tta_mode(entry) and entry.get("own_data")}
+    other_evaluations = {name: entry for name, entry in other_evaluations.items() if name not in own_tta}
     adapter = dict(adapter) if adapter else None
     if adapter and not base_model:
         raise ValueError("an adapter's card needs its base model (the Hub id the adapter applies to)")
@@ -267,6 +309,7 @@ def render_model_card(
         usage=usage,
         model_type=model_type,
         architecture_name=architecture_name,
+        adaptations=list(adaptations),
         num_parameters=f"{num_parameters:,}" if num_parameters else None,
         num_trainable_parameters=f"{num_trainable_parameters:,}" if num_trainable_parameters else None,
         adapter=None if not adapter else {
@@ -281,9 +324,10 @@ def render_model_card(
                  "url": dataset.get("url") or (f"https://huggingface.co/datasets/{hub_dataset}" if hub_dataset
                                                else None)},
         example_file="lens.npy",
-        metric_table=_metric_table(spec, metrics, reference_metrics or {}),
-        other_table=_metric_table(spec, {}, {name: entry.get("full") or entry.get("summary") or {}
-                                             for name, entry in other_evaluations.items()}),
+        metric_table=_with_tta_notes(_metric_table(spec, metrics, {**_evaluation_columns(own_tta, own_data=True),
+                                                                   **(reference_metrics or {})}), own_tta.values()),
+        other_table=_with_tta_notes(_metric_table(spec, {}, _evaluation_columns(other_evaluations, own_data=False)),
+                                    other_evaluations.values()),
         plots=_plot_entries(plots or {}, card_dir),
         recipe=recipe,
         other_arguments=other_arguments,

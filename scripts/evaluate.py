@@ -16,6 +16,12 @@ folder or size) are stored beside them under `evaluations` in metrics.json, keye
 with their plots in `evaluations/<key>/`, shown in the card's "On other data" table and under their own dataset in
 its model-index, and never replace the run's own figures. A classifier is evaluated
 only on data with the same class names in the same order.
+
+`--tta d4` (classification, lens finding, regression) scores the mean logits over the 8 rotations/flips of each
+image (`lens_hf.pipelines.D4TestTimeAugmentation`). A TTA evaluation never replaces the plain figures either: it is
+stored under `evaluations` as `<split> (D4 TTA)` (the run's own data, `"own_data": true`, a column of the card's
+evaluation table) or `<dataset> (<config>) <split> (D4 TTA)` (other data), with `"tta": "d4"`, and stays out of the
+model-index, whose entries are the plain model's.
 """
 
 import json
@@ -33,6 +39,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from transformers import AutoImageProcessor  # noqa: E402
 
 import lens_hf  # noqa: F401,E402  (registers the Auto classes)
+from lens_hf.pipelines import TTA_DESCRIPTIONS
 from lens_hf.tasks import TASKS
 from lens_hf.training import DataArguments, RunArguments, build_accelerator, parse_arguments
 from lens_hf.training.data import (
@@ -43,11 +50,13 @@ from lens_hf.training.data import (
     make_processor,
     model_inputs,
 )
-from lens_hf.training.evaluation import load_saved_model
+from lens_hf.training.evaluation import checked_tta, load_saved_model
 from lens_hf.training.models import check_model_reference
 from lens_hf.training.recipes import apply_recipe
 from lens_hf.training.run_folder import VOLATILE
 from lens_hf.training.runner import evaluate_splits, refresh_model_card, write_metrics
+
+TTA_KEY_SUFFIXES = {"d4": " (D4 TTA)"}  # how an evaluation with test-time augmentation is keyed in `evaluations`
 
 
 @dataclass
@@ -62,6 +71,9 @@ class EvaluateArguments:
     task: Optional[str] = field(default=None, metadata={"help": f"One of {', '.join(TASKS)}: only for a model whose "
                                                         "config does not record its task (lens_task)."})
     refresh_card: bool = field(default=True, metadata={"help": "Re-render README.md with the new numbers."})
+    tta: str = field(default="none", metadata={"choices": ["none", "d4"], "help": "Test-time augmentation: d4 scores "
+                                               "the mean logits over the 8 rotations/flips of each image, stored "
+                                               "beside the plain figures (classification, lens finding, regression)."})
     trust_remote_code: bool = field(default=False)
 
 
@@ -104,12 +116,13 @@ def check_class_names(model, names: list[str] | None, where: str) -> None:
                          "Evaluate it on data with the same classes in the same order.")
 
 
-def evaluation_name(output_dir: Path, data_args, config: str | None, split: str) -> str:
-    """The key of an evaluation on other data in metrics.json: `dataset (config) split`, or `... #2`, ... when
-    that key holds an evaluation on other data arguments (it is replaced only by one on the same data)."""
+def evaluation_name(output_dir: Path, data_args, config: str | None, split: str, suffix: str = "") -> str:
+    """The key of an evaluation on other data in metrics.json: `dataset (config) split` (+ `suffix`, e.g. ` (D4
+    TTA)`), or `... #2`, ... when that key holds an evaluation on other data arguments (it is replaced only by one on
+    the same data)."""
     path = output_dir / "metrics.json"
     evaluations = json.loads(path.read_text()).get("evaluations", {}) if path.is_file() else {}
-    key = name = f"{data_args.dataset_name} ({config or 'default'}) {split}"
+    key = name = f"{data_args.dataset_name} ({config or 'default'}) {split}{suffix}"
     number = 1
     while name in evaluations and evaluations[name].get("data") != data_identity(data_args):
         number += 1
@@ -132,6 +145,7 @@ def main(argv=None):
     seed = 0 if seed is None else seed
     accelerator = build_accelerator(RunArguments(output_dir=str(output_dir), seed=seed, report_to="none"))
     model, task = load_saved_model(args.model_name_or_path, args.trust_remote_code, task=args.task)
+    tta = checked_tta(args.tta, task)  # before any data is read: a task without TTA is refused at once
     apply_recipe(task.default_recipe, data_args)  # the data defaults of the task (normalisation)
     with accelerator.main_process_first():
         dataset = load_task_dataset(data_args, task)
@@ -150,13 +164,15 @@ def main(argv=None):
     config_name = dataset_config_name(data_args, task)
     owner = owner_data(output_dir, recorded)
     own_data = owner is None or owner == data_identity(data_args)
-    key = None if own_data else evaluation_name(output_dir, data_args, config_name, args.split)
-    plots_dir = output_dir / "plots" if own_data else output_dir / "evaluations" / re.sub(r"[^A-Za-z0-9._-]+", "_", key)
+    suffix = TTA_KEY_SUFFIXES.get(tta, "")
+    key = (None if own_data and not tta else f"{args.split}{suffix}" if own_data
+           else evaluation_name(output_dir, data_args, config_name, args.split, suffix))
+    plots_dir = output_dir / "plots" if key is None else output_dir / "evaluations" / re.sub(r"[^A-Za-z0-9._-]+", "_", key)
     metrics, references, figures = evaluate_splits(accelerator, model, {args.split: loader}, task, seed, names,
-                                                   plots_dir)
+                                                   plots_dir, tta=tta)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        if own_data:
+        if own_data and not tta:
             write_metrics(output_dir, task, metrics, references, figures)
             if owner is None:
                 record_owner(output_dir, data_identity(data_args))
@@ -165,14 +181,23 @@ def main(argv=None):
                 refresh_model_card(output_dir, accelerator.unwrap_model(model), task, repo_id=repo_id)
             summary = json.loads((output_dir / "metrics.json").read_text())["summary"][args.split]
         else:
-            summary = write_foreign_evaluation(output_dir, key, data_args, config_name, metrics, references, figures)
-            if args.refresh_card and (output_dir / "README.md").is_file():
+            summary = write_foreign_evaluation(output_dir, key, data_args, config_name, metrics, references, figures,
+                                               tta=tta, own_data=own_data)
+            if own_data and owner is None:
+                record_owner(output_dir, data_identity(data_args))
+            if args.refresh_card and (own_data or (output_dir / "README.md").is_file()):
                 refresh_model_card(output_dir, accelerator.unwrap_model(model), task,
                                    repo_id=None if model_dir.is_dir() else args.model_name_or_path)
-            accelerator.print(f"{key} is not the data the run was trained and scored on: stored under "
-                              f"evaluations[{key!r}] of {output_dir / 'metrics.json'} and in the card's 'On other "
-                              "data' table; the run's own figures are unchanged")
-        accelerator.print(json.dumps({"task": task.name, "split": args.split, "seed": seed, **summary}, indent=2))
+            if own_data:
+                accelerator.print(f"with {TTA_DESCRIPTIONS[tta]}: stored under evaluations[{key!r}] of "
+                                  f"{output_dir / 'metrics.json'} and as its own column of the card's evaluation "
+                                  "table; the plain figures are unchanged")
+            else:
+                accelerator.print(f"{key} is not the data the run was trained and scored on: stored under "
+                                  f"evaluations[{key!r}] of {output_dir / 'metrics.json'} and in the card's 'On "
+                                  "other data' table; the run's own figures are unchanged")
+        record = {"task": task.name, "split": args.split, "seed": seed, "tta": args.tta, **summary}
+        accelerator.print(json.dumps(record, indent=2))
     accelerator.wait_for_everyone()  # ranks tear the process group down together, as the training scripts do
     accelerator.end_training()
     return metrics
@@ -196,8 +221,11 @@ def record_owner(output_dir: Path, identity: dict) -> None:
     path.write_text(json.dumps(record, indent=2, default=float))
 
 
-def write_foreign_evaluation(output_dir: Path, name: str, data_args, config_name, metrics, references, figures) -> dict:
-    """Store an evaluation on other data under `evaluations[name]` of metrics.json; returns its summary."""
+def write_foreign_evaluation(output_dir: Path, name: str, data_args, config_name, metrics, references, figures,
+                             tta: str | None = None, own_data: bool = False) -> dict:
+    """Store an evaluation that must not replace the run's own figures (on other data, or with test-time
+    augmentation: `tta`; `own_data`: on the run's own data) under `evaluations[name]` of metrics.json; returns its
+    summary."""
     from lens_hf.metrics.functional import scalar_metrics
 
     path = output_dir / "metrics.json"
@@ -206,7 +234,7 @@ def write_foreign_evaluation(output_dir: Path, name: str, data_args, config_name
     split = next(iter(metrics)) if metrics else None
     evaluations[name] = {
         "dataset": {"id": data_args.dataset_name, "config": config_name or "default"}, "split": split,
-        "data": data_identity(data_args),
+        "data": data_identity(data_args), "tta": tta or "none", "own_data": own_data,
         "summary": scalar_metrics(metrics[split]) if split else {}, "full": metrics.get(split, {}),
         "references": {n: scalar_metrics(m) for n, m in references.items()},
         "plots": {c: str(Path(p).resolve().relative_to(output_dir.resolve())) for c, p in figures.items()},

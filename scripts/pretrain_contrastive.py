@@ -18,10 +18,11 @@ from typing import Optional
 from transformers import ResNetModel
 
 from lens_hf import LensMAEModel
+from lens_hf.architectures import get_architecture
 from lens_hf.data import LensViewAugmentation
 from lens_hf.models.contrastive import ContrastiveModel
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
-from lens_hf.training.models import fresh_config, pretrained, resnet18_config
+from lens_hf.training.models import fresh_config, pretrained
 
 BACKBONES = ("resnet18", "lens_mae")
 
@@ -57,7 +58,7 @@ def main(argv=None):
     def build_model(info, recipe_config):
         if args.backbone == "resnet18":
             encoder = (pretrained(ResNetModel, model_args) if model_args.model_name_or_path
-                       else ResNetModel(resnet18_config(info.image_size, info.num_channels)))
+                       else ResNetModel(get_architecture("resnet18").config(info.image_size, info.num_channels)))
         elif model_args.model_name_or_path:
             encoder = pretrained(LensMAEModel, model_args)
         else:

@@ -109,7 +109,9 @@ def test_quality_cost_counts_resnet18_like_the_literature_and_prints_every_row()
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # not scripts/: its evaluate.py would shadow HF evaluate
     from quality_cost import step_flops
 
-    from lens_hf.scripts.finetune import resnet18
+    from lens_hf.architectures import get_architecture
+
+    resnet18 = get_architecture("resnet18").build
 
     # ResNet-18 at 224 px, 3 bands: 1.82 G multiply-adds forward (3.64 GFLOP); backward costs twice the forward
     per_image = step_flops(resnet18(224, 3, num_labels=1000), 224, 3, batch=1, kind="classification")

@@ -76,6 +76,17 @@ def _image_grid(columns: Mapping[str, np.ndarray], path, num_examples: int, titl
     return _save(figure, path)
 
 
+def _finish_rate_plot(figure, axis, path, xlabel: str, ylabel: str, title: str, legend: str) -> Path:
+    """Labels, a [0, 1] rate axis, the legend, and the saved file: the common end of the ROC and PR plots."""
+    axis.set_ylim(0, 1.01)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(loc=legend, fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def plot_roc_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path, title: str = "ROC curves",
                     log_fpr: bool = False) -> Path:
     """ROC curves, one line per entry of `curves` (name -> {"fpr", "tpr"}), AUC in the legend.
@@ -101,13 +112,44 @@ def plot_roc_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path, t
     else:
         axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1.01)
-    axis.set_xlabel("false positive rate")
-    axis.set_ylabel("true positive rate")
-    axis.set_title(title)
-    axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    return _save(figure, path)
+    return _finish_rate_plot(figure, axis, path, "false positive rate", "true positive rate", title, "lower right")
+
+
+def plot_precision_recall_curve(curve: Mapping[str, Sequence[float]], path, chosen: Mapping[str, float] | None = None,
+                                positive_fraction: float | None = None,
+                                title: str = "Precision-recall curve") -> Path:
+    """Precision against recall (a step line), average precision in the legend.
+
+    `curve`: {"precision", "recall"} in the order `functional.precision_recall_curve` gives them (the lens-finding
+    metrics' `precision_recall_curve` plugs in directly). `chosen`: {"precision", "recall"} and optionally
+    "threshold" of the operating point to mark (the validation-chosen threshold). `positive_fraction`: drawn as
+    the precision of a random classifier, the floor of this plot on an imbalanced sample.
+    """
+    if "precision" not in curve or "recall" not in curve:
+        raise ValueError(f"`curve` needs 'precision' and 'recall' lists, got keys {sorted(curve)}.")
+    precision, recall = to_numpy(curve["precision"], "curve.precision"), to_numpy(curve["recall"], "curve.recall")
+    if precision.shape != recall.shape or precision.ndim != 1 or len(precision) < 2:
+        raise ValueError(f"`curve`: precision {precision.shape} and recall {recall.shape} must be equal-length 1-D "
+                         "lists of at least 2 points.")
+    if np.any(np.diff(recall) > 0):
+        raise ValueError("`curve`: recall must not increase along the curve (sklearn's order: by increasing "
+                         "threshold, ending at recall 0).")
+    average = float(-np.sum(np.diff(recall) * precision[:-1]))  # sklearn's average precision on the same points
+    figure = _new_figure(5.0, 4.5)
+    axis = figure.subplots()
+    axis.plot(recall, precision, drawstyle="steps-post", label=f"lens (AP {average:.3f})")
+    if positive_fraction is not None:
+        axis.axhline(positive_fraction, color="grey", linewidth=0.8, linestyle=":",
+                     label=f"random ({positive_fraction:.3f})")
+    if chosen is not None:
+        missing = {"precision", "recall"} - set(chosen)
+        if missing:
+            raise ValueError(f"`chosen` needs 'precision' and 'recall', missing {sorted(missing)}.")
+        label = f"threshold {chosen['threshold']:.3g}" if chosen.get("threshold") is not None else "operating point"
+        axis.plot([chosen["recall"]], [chosen["precision"]], marker="o", color="black", linestyle="none",
+                  label=f"{label} (P {chosen['precision']:.2f}, R {chosen['recall']:.2f})")
+    axis.set_xlim(0, 1)
+    return _finish_rate_plot(figure, axis, path, "recall (completeness)", "precision (purity)", title, "lower left")
 
 
 def plot_confusion_matrix(matrix, class_names: Sequence[str], path, normalize: bool = True,

@@ -32,12 +32,28 @@ class LossContext:
     """What the loss hook gets besides the model and the batch.
 
     `accelerator` lets a loss gather across processes (a contrastive loss needs every rank's embeddings);
-    `generator` is seeded by (seed, micro-step, rank), so augmentation and masks are resume-exact."""
+    `generator` is seeded by (seed, micro-step, rank), so augmentation and masks are resume-exact;
+    `class_weights`: per-class loss weights (imbalanced classes); `focal_gamma`: a classifier's loss is the focal
+    loss with this gamma instead of cross-entropy (None), the class weights then acting as its alpha."""
 
     accelerator: Any
     generator: torch.Generator
     augment: bool = True
     class_weights: torch.Tensor | None = None
+    focal_gamma: float | None = None
+
+
+def config_can_store(config, name: str) -> bool:
+    """Whether `config` saves and loads back a field `name`. transformers' own configs (ResNet) keep any attribute;
+    LensMAEConfig refuses fields it does not declare (a typo guard), so a task's `calibration_fields` must be
+    declared there before a LensMAE model can carry them."""
+    if name in getattr(type(config), "__dataclass_fields__", {}):
+        return True
+    try:
+        type(config).from_dict({**config.to_dict(), name: None})
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class Task:
@@ -54,6 +70,7 @@ class Task:
     output_key: str = "logits"  # the model output that is the prediction
     has_classes: bool = False  # the target is a ClassLabel whose names the model's id2label carries
     scores_train_split: bool = False  # also report the training split (train vs held-out error)
+    calibration_fields: tuple[str, ...] = ()  # model-config fields `calibrate` sets and `compute_metrics` takes
     card: CardSection
 
     # -- training -------------------------------------------------------------------------------
@@ -68,8 +85,18 @@ class Task:
         output = model(pixel_values=batch["pixel_values"])
         return {"predictions": output[self.output_key], "targets": batch["labels"]}
 
-    def compute_metrics(self, outputs: dict[str, np.ndarray], class_names: list[str] | None = None) -> dict:
+    def compute_metrics(self, outputs: dict[str, np.ndarray], class_names: list[str] | None = None,
+                        **calibration) -> dict:
+        """Metrics of one split. `calibration`: the `calibration_fields` the model config holds (none for most
+        tasks), passed as keyword arguments."""
         raise NotImplementedError
+
+    def calibrate(self, validation_outputs: dict[str, np.ndarray]) -> dict:
+        """Settings chosen on the validation split's outputs, keyed by `calibration_fields` (e.g. the lens-finding
+        decision threshold); {} when the task has none. The training run's `evaluate_splits` stores them on the
+        model config before scoring any split, so every split (and a later `scripts/evaluate.py` of the test split
+        alone, which reads the saved config) is scored with the same settings, never ones fitted on test data."""
+        return {}
 
     def reference_metrics(self, outputs: dict[str, np.ndarray], split: str) -> dict:
         """Baselines shown beside the model (name -> metrics), e.g. bicubic upsampling for SR."""

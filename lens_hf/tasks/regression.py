@@ -5,10 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 from ..data.transforms import random_d4
 from ..metrics import functional, plots
 from .base import CardSection, LossContext, Task
 from .classification import CLASSIFIER_CONFIG_KEYS
+
+
+def standardised_mse(predictions: torch.Tensor, targets: torch.Tensor, config) -> torch.Tensor:
+    """Mean squared error of physical-unit predictions in units of the training targets' std
+    (`config.regression_target_std`, 1 when absent): the loss LensMAE's regression head computes, here for every
+    architecture, so a transformers ResNet or ViT regressor trains on the same scale."""
+    scale = float(getattr(config, "regression_target_std", None) or 1.0)
+    if targets.numel() != predictions.shape[0] or predictions.reshape(predictions.shape[0], -1).shape[1] != 1:
+        raise ValueError(f"regression needs one prediction and one target per image, got predictions of shape "
+                         f"{tuple(predictions.shape)} and targets of shape {tuple(targets.shape)}")
+    predictions = predictions.reshape(-1)
+    return F.mse_loss(predictions / scale, targets.reshape(-1).to(predictions.dtype) / scale)
 
 
 class RegressionTask(Task):
@@ -32,7 +47,8 @@ class RegressionTask(Task):
         pixel_values = batch["pixel_values"]
         if context.augment:
             (pixel_values,) = random_d4(pixel_values, generator=context.generator)
-        return model(pixel_values=pixel_values, labels=batch["labels"]).loss
+        return standardised_mse(model(pixel_values=pixel_values).logits, batch["labels"],
+                                context.accelerator.unwrap_model(model).config)
 
     def compute_metrics(self, outputs, class_names=None):
         return functional.regression_metrics(outputs["predictions"].reshape(-1), outputs["targets"].reshape(-1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
@@ -127,15 +128,18 @@ def make_processor(data_args, image_size: int, num_channels: int, train_split: d
 
 
 def saved_processor(path: str | None, trust_remote_code: bool = False) -> LensImageProcessor | None:
-    """The processor saved with a checkpoint (so finetuning normalises exactly as pretraining did), if any."""
+    """The lens processor saved with a checkpoint (so finetuning normalises exactly as pretraining did), if any.
+    Another library's processor (an ImageNet checkpoint's RGB resize-and-normalise) is not one: the run then
+    makes its own from the data."""
     if not path:
         return None
     from transformers import AutoImageProcessor
 
     try:
-        return AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError):
         return None
+    return processor if isinstance(processor, LensImageProcessor) else None
 
 
 class ModelInputs(torch.utils.data.Dataset):
@@ -181,6 +185,35 @@ ROW_INDEX = "row_index"
 
 def model_inputs(dataset: datasets.Dataset, processor, task: str | Task) -> ModelInputs:
     return ModelInputs(dataset, processor, task)
+
+
+def oversampled_indices(labels, seed: int, num_classes: int | None = None) -> list[int]:
+    """Row indices (for `dataset.select`) in which every class has as many rows as the largest: the DeepLense
+    notebooks' "upsampling" of the rare lenses. A minority class's rows are repeated whole as often as they fit,
+    then a remainder drawn without replacement by a generator seeded with `seed`; every row of the largest class
+    appears once, so an epoch still sees each of them once, and the copies get their own D4 augmentations in the
+    loop. Rows come back in ascending order (the loader shuffles). `num_classes` (default: largest label + 1)
+    makes an absent class an error instead of silently staying absent."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) == 0:
+        raise ValueError(f"oversampling needs a non-empty 1-D list of class labels, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"oversampling needs integer class labels >= 0, got dtype {labels.dtype} "
+                         f"(min {labels.min()})")
+    num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if labels.max() >= num_classes:
+        raise ValueError(f"label {int(labels.max())} is out of range for num_classes={num_classes}")
+    rows_of = [np.flatnonzero(labels == k) for k in range(num_classes)]
+    empty = [k for k, rows in enumerate(rows_of) if len(rows) == 0]
+    if empty:
+        raise ValueError(f"classes {empty} have no training row; oversampling cannot repeat a class that is absent")
+    target = max(len(rows) for rows in rows_of)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for rows in rows_of:  # classes in order, so the draw is fixed by the seed
+        chosen.append(np.tile(rows, target // len(rows)))
+        chosen.append(rng.choice(rows, size=target % len(rows), replace=False))
+    return np.sort(np.concatenate(chosen), kind="stable").tolist()
 
 
 def train_dataloader(dataset: ModelInputs, batch_size: int, seed: int, num_workers: int = 0,

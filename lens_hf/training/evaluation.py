@@ -7,9 +7,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..pipelines import D4TestTimeAugmentation, tta_mode
 from ..tasks import CONFIG_FIELD, Task, get_task, task_of
 from .adapters import is_adapter_folder, load_adapter_model
 from .models import check_finite, load_checked
+
+# Tasks whose prediction is the logits of one image and whose target does not turn with the image, so the mean over
+# its D4 views predicts the same thing; and why the others have no TTA.
+TTA_TASKS = ("classification", "lens_finding", "regression")
+NO_TTA_REASONS = {
+    "pretraining": "its outputs are reconstructed patches under a per-image mask, which move with the image",
+    "super_resolution": "its output is an image, which turns with the input",
+    "contrastive": "its score compares the features of two views of each image; there are no logits to average",
+}
 
 
 def load_saved_model(path, trust_remote_code: bool = False, task: str | Task | None = None):
@@ -65,16 +75,31 @@ def recompute_batchnorm_statistics(accelerator, model, dataloader) -> int:
     return len(norms)
 
 
+def checked_tta(tta, task: str | Task) -> str | None:
+    """`tta` ("none"/None or "d4") as `collect_outputs` takes it; a ValueError naming why for a task without TTA."""
+    mode, task = tta_mode(tta), get_task(task)
+    if mode is not None and task.name not in TTA_TASKS:
+        reason = NO_TTA_REASONS.get(task.name, "it predicts no logits of a whole image")
+        raise ValueError(f"--tta {mode} averages the logits a model predicts for each image over its 8 "
+                         f"rotations/flips; a {task.name} model has no such logits ({reason}). TTA is for the "
+                         f"tasks {', '.join(TTA_TASKS)}.")
+    return mode
+
+
 @torch.no_grad()
-def collect_outputs(accelerator, model, dataloader, task: str | Task, seed: int = 0) -> dict[str, np.ndarray]:
+def collect_outputs(accelerator, model, dataloader, task: str | Task, seed: int = 0,
+                    tta: str | None = None) -> dict[str, np.ndarray]:
     """What `task` evaluates (`Task.evaluation_outputs`) for every row of `dataloader` (prepared, possibly
-    sharded), gathered on every process without duplicates."""
+    sharded), gathered on every process without duplicates. `tta="d4"`: the model's logits are the mean over the 8
+    D4 views of each image (`D4TestTimeAugmentation`), for the tasks of `TTA_TASKS`."""
     task = get_task(task)
+    tta = checked_tta(tta, task)
     model.eval()
     unwrapped = accelerator.unwrap_model(model)
+    predictor = D4TestTimeAugmentation(model) if tta == "d4" else model
     parts: dict[str, list] = {}
     for batch in dataloader:
-        values = task.evaluation_outputs(model, batch, unwrapped, seed)
+        values = task.evaluation_outputs(predictor, batch, unwrapped, seed)
         gathered = accelerator.gather_for_metrics({k: v.float().contiguous() for k, v in values.items()})
         for key, value in gathered.items():
             parts.setdefault(key, []).append(value.cpu().numpy())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import PretrainedConfig, ResNetConfig
+from transformers import PretrainedConfig
 
 from ..models.lens_mae import LensMAEConfig
 from .arguments import parse_overrides
@@ -129,12 +129,3 @@ def _strict(config_class, values: dict):
         return config_class(**values)
     except StrictDataclassError as error:
         raise ValueError(f"{config_class.__name__}: {' '.join(str(error).split())}") from None
-
-
-def resnet18_config(image_size: int, num_channels: int, **fields) -> ResNetConfig:
-    """transformers' ResNet-18 (basic blocks 2-2-2-2, widths 64-512) with `num_channels` input bands: the CNN
-    baseline DeepLense compares against and the backbone of its SimCLR work."""
-    config = ResNetConfig(num_channels=num_channels, embedding_size=64, hidden_sizes=[64, 128, 256, 512],
-                          depths=[2, 2, 2, 2], layer_type="basic", **fields)
-    config.image_size = image_size  # read by the image processor of the run
-    return config

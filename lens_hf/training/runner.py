@@ -22,6 +22,8 @@ from ..hub import push_folder_to_hub
 from ..metrics import plots
 from ..metrics.functional import scalar_metrics
 from ..tasks import CONFIG_FIELD, LossContext, Task, get_task, task_of
+from ..tasks.base import config_can_store
+from ..tasks.classification import check_focal_gamma
 from .accelerator import build_accelerator, start_tracker
 from .adapters import adapter_settings, is_adapter_folder, is_adapter_model, save_adapter_folder
 from .arguments import arguments_to_dict
@@ -34,6 +36,7 @@ from .data import (
     load_task_dataset,
     make_processor,
     model_inputs,
+    oversampled_indices,
     saved_processor,
     train_dataloader,
 )
@@ -73,14 +76,18 @@ def run_training(
     card_description: str | None = None,
     reuse_checkpoint_processor: bool = True,
     head_solver: Callable | None = None,
+    oversample: bool = False,
+    focal_gamma: float | None = None,
 ) -> dict:
     """Train `task`, evaluate, save and (optionally) push. Returns the final metrics by split.
 
     Args:
         task: a `lens_hf.tasks` task or its name; its loss hook (`Task.loss`) is what is minimised, its
             metrics and plots are what is reported, and its name is stored in the saved config (`lens_task`).
-        build_model: `(data_info, recipe_config) -> model`; `recipe_config` holds recipe values that belong to
-            the model config (e.g. `drop_path_rate`).
+        build_model: `(data_info, recipe_config) -> model` or `-> (model, notes)`; `recipe_config` holds recipe
+            values that belong to the model config (e.g. `drop_path_rate`); `notes` are sentences on how the model
+            was adapted from its checkpoint (e.g. a 3-channel stem summed to 1 band), kept in run_config.json
+            (`derived.model_notes`) and shown in the card.
         recipe: a key of `recipes.RECIPES` (default: the task's `default_recipe`).
         class_weights_fn: for imbalanced classification, `(train_labels, num_classes) -> per-class sampling
             weights` for a weighted sampler.
@@ -90,8 +97,21 @@ def run_training(
         head_solver: `(accelerator, model, train_loader, validation_loader, output_dir, class_weights) -> dict`
             fits the model instead of the SGD loop (the L-BFGS linear probe, `probe.fit_linear_probe`), on
             un-augmented, unshuffled training rows; its dict goes into run_config.json.
+        oversample: repeat the minority classes' training rows until every class has as many as the largest
+            (`data.oversampled_indices`, the DeepLense "upsampling"); each copy is augmented anew in the loop.
+        focal_gamma: train on the focal loss with this gamma (`LossContext.focal_gamma`) instead of cross-entropy;
+            the `loss_weights_fn` weights, if any, are its alpha.
     """
     task = get_task(task)
+    if (oversample or focal_gamma is not None) and not task.has_classes:
+        raise ValueError(f"oversample and focal_gamma balance classes; task {task.name!r} has none")
+    if focal_gamma is not None:
+        check_focal_gamma(focal_gamma)
+    if oversample and class_weights_fn is not None:
+        raise ValueError("oversample already balances the classes; drop the weighted sampler (class_weights_fn)")
+    if head_solver is not None and (oversample or focal_gamma is not None):
+        raise ValueError("the head solver fits a cross-entropy head on every training row once; oversample and "
+                         "focal_gamma need the SGD loop (weight classes with loss_weights_fn instead)")
     recipe = recipe or task.default_recipe
     argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
     recipe_config = apply_recipe(recipe, *argument_objects)
@@ -114,6 +134,7 @@ def run_training(
         dataset=dataset,
     )
     model = build_model(info, recipe_config)
+    model, model_notes = model if isinstance(model, tuple) else (model, [])
     setattr(model.config, CONFIG_FIELD, task.name)  # saved with the model: evaluate.py reads it back
     task.check_model(model, info.target_size)
     processor = None
@@ -142,7 +163,7 @@ def run_training(
         class_weights = torch.tensor(loss_weights_fn(labels, len(info.class_names)), dtype=torch.float32)
     run_record = {**arguments_to_dict(*argument_objects),
                   "derived": {"num_processes": accelerator.num_processes, "recipe": recipe,
-                              "recipe_model_config": recipe_config}}
+                              "recipe_model_config": recipe_config, "model_notes": list(model_notes)}}
     if head_solver is not None:
         if eval_split != "validation":
             raise ValueError("the head solver chooses its regularisation on a validation split; the dataset has "
@@ -155,9 +176,10 @@ def run_training(
     else:
         model, eval_loaders = train_with_sgd(accelerator, model, task, info, dataset, views, processor, eval_loaders,
                                              eval_split, data_args, run_args, class_weights_fn, class_weights,
-                                             run_record["derived"], identity)
+                                             run_record["derived"], identity, oversample=oversample,
+                                             focal_gamma=focal_gamma)
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
-                                                   info.class_names, output_dir / "plots")
+                                                   info.class_names, output_dir / "plots", calibrate=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_run_folder(accelerator.unwrap_model(model), processor, output_dir, task, metrics, references, figures,
@@ -174,17 +196,22 @@ def run_training(
 
 def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
                    eval_split: str, data_args, run_args, class_weights_fn, class_weights, derived: dict,
-                   identity: dict | None = None):
-    """The gradient loop on the task's loss: shuffled (or class-weighted) batches, optimizer and warmup-cosine
-    schedule, evaluations during training, and the BatchNorm statistics recomputed on training images before
-    the model is saved. Records the learning rate, batch and step counts in `derived`; returns the prepared
+                   identity: dict | None = None, oversample: bool = False, focal_gamma: float | None = None):
+    """The gradient loop on the task's loss: shuffled (class-weighted, or oversampled) batches, optimizer and
+    warmup-cosine schedule, evaluations during training, and the BatchNorm statistics recomputed on training images
+    before the model is saved. Records the learning rate, batch and step counts in `derived`; returns the prepared
     model and eval loaders."""
     weights = labels = None
     if class_weights_fn is not None:
         labels = list(dataset["train"][task.target_column])
         weights = class_weights_fn(labels, len(info.class_names))
+    train_view = views["train"]
+    if oversample:
+        rows = oversampled_indices(dataset["train"][task.target_column], run_args.seed, len(info.class_names))
+        train_view = model_inputs(dataset["train"].select(rows), processor, task)
+        derived["oversampled_train_rows"] = len(rows)
     train_loader = train_dataloader(
-        views["train"], run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
+        train_view, run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
         class_weights=weights, labels=labels,
     )
     statistics_loader = None
@@ -225,7 +252,7 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
 
     def loss_fn(current_model, batch, generator):
         context = LossContext(accelerator=accelerator, generator=generator, augment=data_args.augment,
-                              class_weights=class_weights)
+                              class_weights=class_weights, focal_gamma=focal_gamma)
         return task.loss(current_model, batch, context)
 
     try:
@@ -240,17 +267,47 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
     return model, eval_loaders
 
 
-def evaluate_splits(accelerator, model, loaders: dict, task: str | Task, seed: int, names, plots_dir: Path):
+def evaluate_splits(accelerator, model, loaders: dict, task: str | Task, seed: int, names, plots_dir: Path,
+                    calibrate: bool = False, tta: str | None = None):
     """Metrics of every split in `loaders` (train/validation/test order), baselines, and plots (main process
-    draws; the train split gets numbers only)."""
+    draws; the train split gets numbers only).
+
+    Every split is scored with the task's `calibration_fields` that the model config holds. `calibrate=True` (the
+    training run) first sets them from `Task.calibrate` on the validation split's outputs (cleared when there is
+    no validation split, so a threshold inherited from a base model is never reused); without it (evaluate.py)
+    the saved ones are used, so the test split is scored at the threshold chosen on validation. A config that
+    cannot store a field gets none, so the figures of a run are always the ones its saved model reproduces."""
     task = get_task(task)
     order = {"train": 0, "validation": 1, "test": 2}
     metrics, references, figures = {}, {}, {}
     unwrapped = accelerator.unwrap_model(model)
+    collected = {}
+    if calibrate and task.calibration_fields:
+        chosen = {}
+        if "validation" in loaders:
+            collected["validation"] = collect_outputs(accelerator, model, loaders["validation"], task, seed, tta=tta)
+            try:
+                chosen = task.calibrate(collected["validation"])
+            except ValueError as error:  # e.g. one class only in a small validation split
+                logger.warning("nothing calibrated on the validation split: %s", error)
+        unknown = set(chosen) - set(task.calibration_fields)
+        if unknown:
+            raise ValueError(f"task {task.name!r} calibrated {sorted(unknown)}, which are not its calibration_fields "
+                             f"{task.calibration_fields}")
+        for field_name in task.calibration_fields:
+            if config_can_store(unwrapped.config, field_name):
+                setattr(unwrapped.config, field_name, chosen.get(field_name))
+            elif chosen.get(field_name) is not None:
+                logger.warning("%s has no field %r to save the value chosen on the validation split; scoring "
+                               "without it", type(unwrapped.config).__name__, field_name)
+    calibration = {field_name: getattr(unwrapped.config, field_name) for field_name in task.calibration_fields
+                   if getattr(unwrapped.config, field_name, None) is not None}
     for split in sorted(loaders, key=lambda s: order.get(s, 9)):
-        outputs = collect_outputs(accelerator, model, loaders[split], task, seed)
+        outputs = collected.pop(split, None)
+        if outputs is None:
+            outputs = collect_outputs(accelerator, model, loaders[split], task, seed, tta=tta)
         try:
-            metrics[split] = task.compute_metrics(outputs, names)
+            metrics[split] = task.compute_metrics(outputs, names, **calibration)
         except ValueError as error:  # e.g. a class absent from a small split: its AUC is undefined
             logger.warning("no metrics for split %r: %s", split, error)
             continue
@@ -326,6 +383,7 @@ def refresh_model_card(output_dir: Path, model, task: str | Task | None = None, 
         num_parameters=sum(p.numel() for p in model.parameters()),
         num_trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad) if adapter else None,
         other_evaluations=record.get("evaluations") or None,
+        adaptations=(run_record.get("derived") or {}).get("model_notes") or (),
     )
     card.save(output_dir / "README.md")
     return output_dir / "README.md"

@@ -18,7 +18,10 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `float`, shape (N,)): lens scores, higher = more lens-like.
     references (`list` of `int`, shape (N,)): 1 = lens, 0 = non-lens.
-    threshold (`float`, defaults to 0.5): score at and above which an example counts as a lens for F1.
+    threshold (`float`, defaults to 0.5): score at and above which an example counts as a lens for F1. To score a
+        test split as lens-hf runs do, pass the threshold chosen on the validation split:
+        `lens_hf.metrics.functional.f1_optimal_threshold(labels, scores)["threshold"]`, which a trained
+        lens finder saves as `config.decision_threshold`.
     fpr_targets (`tuple` of `float`, defaults to (1e-2, 1e-3)): FPRs for the `tpr_at_fpr_*` keys.
 Returns:
     roc_auc, average_precision, tpr_at_fpr_1e-2, tpr_at_fpr_1e-3, f1, precision, recall (`float`),

@@ -123,6 +123,9 @@ class LensMAEConfig(PreTrainedConfig):
         lens_contrastive (`dict`, *optional*):
             For an encoder pretrained contrastively (SimCLR): its NT-Xent temperature, projection size and view
             augmentation, recorded so an evaluation draws the same views. Set by `pretrain_contrastive.py`.
+        decision_threshold (`float`, *optional*):
+            Lens finding: the P(lens) at and above which an image is called a lens, chosen by the lens-hf training
+            run as the F1 maximum on the validation split; `scripts/evaluate.py` scores other splits at it.
 
     Example:
 
@@ -168,6 +171,7 @@ class LensMAEConfig(PreTrainedConfig):
     check_finite_inputs: bool = True
     lens_task: str | None = None
     lens_contrastive: dict | None = None
+    decision_threshold: float | None = None
 
     def __post_init__(self, **kwargs):
         self._reject_unknown_kwargs(kwargs)
@@ -219,6 +223,9 @@ class LensMAEConfig(PreTrainedConfig):
                     f"LensMAEConfig: {prefix}hidden_size={width} must be divisible by "
                     f"{prefix}num_attention_heads={heads}."
                 )
+        if self.decision_threshold is not None and not 0.0 <= self.decision_threshold <= 1.0:
+            raise ValueError(f"LensMAEConfig.decision_threshold is a probability in [0, 1], got "
+                             f"{self.decision_threshold}.")
         if self.regression_target_std <= 0:
             raise ValueError(f"LensMAEConfig.regression_target_std must be > 0, got {self.regression_target_std}.")
         if not 0.0 <= self.mask_ratio < 1.0:
