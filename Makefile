@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-all demo bench app space clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --resume true   # a second `make demo` reuses the stages the first one finished
+
+app: $(STAMP)   # the app on http://127.0.0.1:7860 with the demo's runs; `make app MODELS="dir org/id"` for others
+	$(PY) -m lens_hf.app $(MODELS)
+
+space: $(STAMP)   # app/ as a Hugging Face Space: the lens-hf wheel beside app/app.py
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w app .
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

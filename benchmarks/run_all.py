@@ -1,7 +1,8 @@
 """`make bench`: the speed suite, one line per figure, every figure a ratio measured in one run.
 
 Runs each benchmark in its own single-threaded process, in this order: simulator vs lenstronomy, LensMAE vs
-ViTMAE train step, data loading vs training consumption, train-step FLOP/s vs the machine's matmul peak.
+ViTMAE train step, data loading vs training consumption, train-step FLOP/s vs the machine's matmul peak, the app's
+answer time (bench_app.py sets its own 2 threads: its target is on 2 cores).
 """
 
 import os
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE = ["bench_simulation.py", "bench_model.py", "bench_data.py", "bench_flops.py"]
+SUITE = ["bench_simulation.py", "bench_model.py", "bench_data.py", "bench_flops.py", "bench_app.py"]
 
 
 def main() -> int:

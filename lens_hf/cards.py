@@ -46,6 +46,8 @@ ENCODER_KEYS = ("image_size", "patch_size", "num_channels", "hidden_size", "num_
 METRIC_DISPLAY_NAMES = {
     "roc_auc_per_class": "ROC AUC", "bias": "bias (dex)", "scatter": "scatter (dex)", "r2": "R²",
     "visible_mse": "visible-patch MSE", "mask_ratio": "mask ratio", "precision": "precision", "recall": "recall",
+    "threshold": "decision threshold P(lens)", "f1_at_0.5": "F1 at P(lens) ≥ 0.5",
+    "precision_at_0.5": "precision at P(lens) ≥ 0.5", "recall_at_0.5": "recall at P(lens) ≥ 0.5",
 }
 # How the card names an architecture (config.model_type -> words); anything else by its model_type.
 ARCHITECTURE_NAMES = {"lens_mae": "LensMAE vision transformer", "resnet": "ResNet convolutional network",

@@ -372,8 +372,9 @@ def check_shape(image: np.ndarray, expected_shape: Sequence[int], path: PathLike
 # --------------------------------------------------------------------------- FITS
 
 
-def read_fits_image(path: PathLike, expected_shape: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Read the first image HDU of a FITS file with astropy (BSCALE/BZERO applied, row order kept).
+def read_fits_image(path: PathLike, expected_shape: Optional[Sequence[int]] = None, hdu: Optional[int] = None) -> np.ndarray:
+    """Read the first image HDU of a FITS file (or HDU number `hdu`) with astropy (BSCALE/BZERO applied, row order
+    kept).
 
     datasets' Pillow path flips rows and ignores the scaling keywords, so FITS never goes there.
     """
@@ -385,10 +386,16 @@ def read_fits_image(path: PathLike, expected_shape: Optional[Sequence[int]] = No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns before it raises on truncation; the error says it all
             with fits.open(path, memmap=False) as hdus:
-                for hdu in hdus:
-                    if hdu.is_image and hdu.size:
-                        _check_fits_data_fits_in_file(hdu, path)
-                        data = np.array(hdu.data)
+                if hdu is not None:
+                    if isinstance(hdu, bool) or not isinstance(hdu, int) or not 0 <= hdu < len(hdus):
+                        raise LensDataError(path, f"has HDUs 0 to {len(hdus) - 1}; HDU {hdu!r} does not exist")
+                    if not (hdus[hdu].is_image and hdus[hdu].size):
+                        raise LensDataError(path, f"HDU {hdu} holds no image data")
+                chosen = [hdus[hdu]] if hdu is not None else hdus
+                for candidate in chosen:
+                    if candidate.is_image and candidate.size:
+                        _check_fits_data_fits_in_file(candidate, path)
+                        data = np.array(candidate.data)
                         break
     except LensDataError:
         raise

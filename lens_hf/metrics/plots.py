@@ -2,8 +2,10 @@
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no global backend
 switch), so plotting works headless, in worker threads, and never changes the caller's
-matplotlib state. Every function takes arrays (numpy, lists or CPU/GPU torch tensors), writes one
-PNG to `path` (creating its folder) and returns the path.
+matplotlib state. Every `plot_*` function takes arrays (numpy, lists or CPU/GPU torch tensors), writes one
+PNG to `path` (creating its folder) and returns the path. The masked-autoencoder picture's pieces
+(`paste_visible_patches`, `mask_patches`, `masked_pixels`, `mask_outline_pixels`,
+`mask_outline_segments`) are plain numpy, for any other front end (an app) to draw the same picture.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from lens_hf.metrics.functional import image_batch, regression_metrics, to_numpy, trapezoid
 
 DPI = 100
 IMAGE_CMAP = "magma"
+MASKED_GREY = 0.5  # how masked (NaN) pixels are drawn, colour-mapped or RGB
+OUTLINE_COLOUR = "cyan"  # the mask outline: in neither magma nor grey
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -41,15 +47,38 @@ def _plot_images(images, name: str) -> np.ndarray:
     return image_batch(images, name, require_finite=False)
 
 
-def _displayable(image: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """One (C, H, W) image -> what imshow takes: 2-D with a colour map, or an RGB composite for 3 bands."""
+def _display_limits(image: np.ndarray) -> tuple[float, float]:
+    """The finite range of what `_displayable` shows of one (C, H, W) image: all 3 bands of an RGB composite,
+    else the band mean."""
+    shown = image if image.shape[0] == 3 else image.mean(axis=0)
+    finite = shown[np.isfinite(shown)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def _displayable(image: np.ndarray, limits: tuple[float, float] | None = None) -> tuple[np.ndarray, str | None]:
+    """One (C, H, W) image -> what imshow takes: 2-D with a colour map, or an RGB composite for 3 bands.
+
+    The composite maps `limits` (default: the image's own finite range) to [0, 1], so images given the same
+    limits are coloured alike; NaN (masked) pixels show grey.
+    """
     if image.shape[0] == 3:
-        finite = np.nan_to_num(image, nan=np.nanmin(image) if np.isfinite(image).any() else 0.0)
-        low, high = finite.min(), finite.max()
-        rgb = (finite - low) / (high - low) if high > low else np.zeros_like(finite)
-        rgb = np.where(np.isnan(image), 0.5, rgb)  # masked pixels of an RGB image show as grey
+        low, high = _display_limits(image) if limits is None else limits
+        rgb = np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image)
+        rgb = np.where(np.isnan(image), MASKED_GREY, rgb)
         return np.moveaxis(rgb, 0, -1), None
     return image.mean(axis=0) if image.shape[0] > 1 else image[0], IMAGE_CMAP
+
+
+def _draw_image(axis, image: np.ndarray, limits: tuple[float, float] | None = None):
+    """imshow of one (C, H, W) image, colour-mapped between `limits` (default: its own range), NaN grey, no ticks."""
+    limits = _display_limits(image) if limits is None else limits
+    shown, cmap = _displayable(image, limits)
+    scale = {} if cmap is None else {"cmap": colormaps[cmap].with_extremes(bad=str(MASKED_GREY)),
+                                     "vmin": limits[0], "vmax": limits[1]}
+    drawn = axis.imshow(shown, origin="lower", interpolation="nearest", **scale)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    return drawn
 
 
 def _image_grid(columns: Mapping[str, np.ndarray], path, num_examples: int, title: str) -> Path:
@@ -65,10 +94,7 @@ def _image_grid(columns: Mapping[str, np.ndarray], path, num_examples: int, titl
     for column, (name, batch) in enumerate(columns.items()):
         for row in range(rows):
             axis = axes[row, column]
-            image, cmap = _displayable(batch[row])
-            axis.imshow(image, cmap=cmap, origin="lower", interpolation="nearest")
-            axis.set_xticks([])
-            axis.set_yticks([])
+            _draw_image(axis, batch[row])
             if row == 0:
                 axis.set_title(name, fontsize=10)
     figure.suptitle(title, fontsize=11)
@@ -236,32 +262,188 @@ def plot_sr_grid(low_resolution, bicubic, super_resolved, high_resolution, path,
     }, path, num_examples, title)
 
 
-def mask_patches(images, mask, patch_size: int) -> np.ndarray:
-    """Images with masked patches set to NaN (drawn as blank), from a ViTMAE-style (N, num_patches) mask.
-
-    Patches are numbered row-major over the (H / patch, W / patch) grid, as ViTMAE's `patchify`.
-    """
-    batch = _plot_images(images, "images")
-    hidden = to_numpy(mask, "mask")
-    n, _, height, width = batch.shape
+def _check_patch_size(patch_size, image_shape) -> tuple[int, int]:
+    """The (H / patch, W / patch) grid of patches, or ValueError if `patch_size` does not tile the image."""
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
+        raise ValueError(f"`patch_size` must be a positive integer, got {patch_size!r}.")
+    height, width = image_shape
     if height % patch_size or width % patch_size:
         raise ValueError(f"Image size {height}x{width} is not a multiple of patch_size {patch_size}.")
-    grid = (height // patch_size, width // patch_size)
-    if hidden.shape != (n, grid[0] * grid[1]):
-        raise ValueError(f"`mask` must be (N, num_patches) = ({n}, {grid[0] * grid[1]}), got {hidden.shape}.")
-    pixels = np.kron(hidden.reshape(n, *grid), np.ones((patch_size, patch_size))) > 0.5
-    return np.where(pixels[:, None], np.nan, batch)
+    return height // patch_size, width // patch_size
+
+
+def _mask_grid(mask, patch_size: int, image_shape, count: int | None) -> np.ndarray:
+    """A ViTMAE mask -> (N, H / patch, W / patch) booleans, True = masked.
+
+    `mask`: (num_patches,) for one image (`count` None) or (count, num_patches) for a batch, patches numbered
+    row-major over the patch grid as ViTMAE's `patchify`; 1 = masked (hidden from the encoder), 0 = visible.
+    """
+    hidden = to_numpy(mask, "mask")
+    grid = _check_patch_size(patch_size, image_shape)
+    expected = (grid[0] * grid[1],) if count is None else (count, grid[0] * grid[1])
+    if hidden.shape != expected:
+        layout = "(num_patches,)" if count is None else "(N, num_patches)"
+        raise ValueError(f"`mask` must be {layout} = {expected}, got {hidden.shape} "
+                         f"(a {grid[0]}x{grid[1]} grid of {patch_size}-pixel patches).")
+    if not np.isin(hidden, (0.0, 1.0)).all():
+        raise ValueError("`mask` must hold only 1 (masked patch) and 0 (visible patch).")
+    return hidden.reshape(-1, *grid) > 0.5
+
+
+def _images_with_mask(images, mask, patch_size: int, name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(images as (N, C, H, W), mask as an (N, gh, gw) patch grid, the images' own shape).
+
+    One image's mask (num_patches,) goes with one image, (H, W) or (C, H, W); a batch mask (N, num_patches) with
+    a batch, (N, H, W) or (N, C, H, W): the mask's rank is what tells a (C, H, W) image from an (N, H, W) batch.
+    """
+    hidden = to_numpy(mask, "mask")
+    if hidden.ndim == 1:
+        image = to_numpy(images, name)
+        if image.ndim not in (2, 3):
+            raise ValueError(f"`{name}` must be one image, (H, W) or (C, H, W), to go with a one-image mask "
+                             f"(num_patches,); got shape {image.shape}.")
+        batch = image.reshape(1, -1, *image.shape[-2:])
+    elif hidden.ndim == 2:
+        batch = _plot_images(images, name)
+    else:
+        raise ValueError(f"`mask` must be (num_patches,) for one image or (N, num_patches) for a batch, "
+                         f"got shape {hidden.shape}.")
+    grid = _mask_grid(hidden, patch_size, batch.shape[-2:], None if hidden.ndim == 1 else len(batch))
+    return batch, grid, tuple(np.shape(images))
+
+
+def _patch_pixels(grid: np.ndarray, patch_size: int) -> np.ndarray:
+    """(N, gh, gw) patch booleans -> (N, gh * patch, gw * patch) pixel booleans."""
+    return np.repeat(np.repeat(grid, patch_size, axis=-2), patch_size, axis=-1)
+
+
+def _single_or_batch(mask, patch_size: int, image_shape) -> tuple[np.ndarray, bool]:
+    """The patch grid of a one-image (num_patches,) or batch (N, num_patches) mask, and whether it was one image."""
+    mask = to_numpy(mask, "mask")
+    single = mask.ndim == 1
+    if not single and mask.ndim != 2:
+        raise ValueError(f"`mask` must be (num_patches,) for one image or (N, num_patches) for a batch, "
+                         f"got shape {mask.shape}.")
+    if len(image_shape) != 2:
+        raise ValueError(f"`image_shape` must be (H, W), got {tuple(image_shape)}.")
+    return _mask_grid(mask, patch_size, tuple(image_shape), None if single else len(mask)), single
+
+
+def masked_pixels(mask, patch_size: int, image_shape) -> np.ndarray:
+    """Which pixels of an (H, W) image lie in a masked patch: (H, W) booleans for one image's mask
+    (num_patches,), (N, H, W) for a batch mask (N, num_patches)."""
+    grid, single = _single_or_batch(mask, patch_size, image_shape)
+    pixels = _patch_pixels(grid, patch_size)
+    return pixels[0] if single else pixels
+
+
+def mask_outline_pixels(mask, patch_size: int, image_shape) -> np.ndarray:
+    """The outline of the masked region as pixels, for drawing it into an image array (e.g. in an app).
+
+    True on the masked pixels that touch (4-neighbour) a visible pixel or the image border: the inner rim of the
+    masked region, one pixel wide. Borders between two masked patches are not outlined. (H, W) for one image's
+    mask (num_patches,), (N, H, W) for a batch mask (N, num_patches).
+    """
+    grid, single = _single_or_batch(mask, patch_size, image_shape)
+    pixels = np.pad(_patch_pixels(grid, patch_size), ((0, 0), (1, 1), (1, 1)))  # outside the image = not masked
+    inner = pixels[:, 1:-1, 1:-1]
+    surrounded = pixels[:, :-2, 1:-1] & pixels[:, 2:, 1:-1] & pixels[:, 1:-1, :-2] & pixels[:, 1:-1, 2:]
+    outline = inner & ~surrounded
+    return outline[0] if single else outline
+
+
+def mask_outline_segments(mask, patch_size: int, image_shape):
+    """The outline of the masked region as line segments on patch borders, for drawing over an image.
+
+    Each segment is one patch edge between a masked patch and a visible one (or the image border), as
+    [[x0, y0], [x1, y1]] in imshow's data coordinates (x = column, y = row, pixel centres on integers, so edges lie
+    on half-integers); `matplotlib.collections.LineCollection` takes the array as is, with either `origin`. One
+    image's mask (num_patches,) -> a (K, 2, 2) array; a batch mask (N, num_patches) -> a list of N such arrays.
+    """
+    grid, single = _single_or_batch(mask, patch_size, image_shape)
+    outlines = []
+    for patches in grid:
+        padded = np.pad(patches, 1)
+        across_rows = padded[:-1, 1:-1] != padded[1:, 1:-1]  # (gh + 1, gw): edge above patch row r, column c
+        across_columns = padded[1:-1, :-1] != padded[1:-1, 1:]  # (gh, gw + 1): edge left of column c, row r
+        edges = [[[c * patch_size - 0.5, r * patch_size - 0.5], [(c + 1) * patch_size - 0.5, r * patch_size - 0.5]]
+                 for r, c in np.argwhere(across_rows)]
+        edges += [[[c * patch_size - 0.5, r * patch_size - 0.5], [c * patch_size - 0.5, (r + 1) * patch_size - 0.5]]
+                  for r, c in np.argwhere(across_columns)]
+        outlines.append(np.array(edges, dtype=float).reshape(-1, 2, 2))
+    return outlines[0] if single else outlines
+
+
+def mask_patches(images, mask, patch_size: int) -> np.ndarray:
+    """Images with masked patches set to NaN (drawn blank): what the encoder saw.
+
+    `mask` is ViTMAE-style, 1 = masked, patches numbered row-major over the (H / patch, W / patch) grid as
+    ViTMAE's `patchify`: (N, num_patches) with images (N, H, W) / (N, C, H, W), or (num_patches,) with one image
+    (H, W) / (C, H, W). Returns the images' own shape.
+    """
+    batch, grid, shape = _images_with_mask(images, mask, patch_size, "images")
+    return np.where(_patch_pixels(grid, patch_size)[:, None], np.nan, batch).reshape(shape)
+
+
+def paste_visible_patches(inputs, mask, reconstructions, patch_size: int) -> np.ndarray:
+    """The MAE picture: the input itself on the visible patches, the reconstruction only on the masked ones.
+
+    The decoder is trained on the masked patches only, so what it outputs at the visible ones means nothing (a
+    checkerboard of untrained blocks); those pixels are the encoder's own input instead. `reconstructions` must be
+    in the input's units (under norm_pix_loss de-normalise them first: `lens_hf.tasks.pretraining.predicted_images`). Shapes as
+    `mask_patches`; `reconstructions` has the shape of `inputs`, and so has the result.
+    """
+    batch, grid, shape = _images_with_mask(inputs, mask, patch_size, "inputs")
+    predicted = to_numpy(reconstructions, "reconstructions")
+    if predicted.shape != shape:
+        raise ValueError(f"`reconstructions` must have the shape of `inputs` {shape}, got {predicted.shape}.")
+    return np.where(_patch_pixels(grid, patch_size)[:, None], predicted.reshape(batch.shape), batch).reshape(shape)
+
+
 
 
 def plot_reconstruction_grid(inputs, mask, reconstructions, patch_size: int, path, num_examples: int = 4,
                              title: str = "Masked autoencoder reconstruction") -> Path:
-    """Rows of input | masked input (what the encoder saw) | reconstruction."""
+    """Rows of input | masked input (what the encoder saw, masked patches grey) | reconstruction (visible patches
+    pasted from the input, the predictions only in the masked ones), the masked region outlined on patch borders.
+
+    The three images of a row share one colour scale, the input's range (shown by a colour bar for single-band
+    and band-mean images; 3-band images are RGB composites scaled alike), so a prediction is read against the
+    pixels it should match. `reconstructions`: (N, C, H, W) in the input's units, every patch predicted (under
+    norm_pix_loss, `lens_hf.tasks.pretraining.predicted_images` first). `mask`: (N, num_patches), 1 = masked.
+    """
     images = _plot_images(inputs, "inputs")
-    return _image_grid({
-        "input": images,
-        "masked": mask_patches(images, mask, patch_size),
-        "reconstruction": _plot_images(reconstructions, "reconstructions"),
-    }, path, num_examples, title)
+    predicted = _plot_images(reconstructions, "reconstructions")
+    if predicted.shape != images.shape:
+        raise ValueError(f"`reconstructions` must have the shape of `inputs` {images.shape}, got {predicted.shape}.")
+    grid = _mask_grid(mask, patch_size, images.shape[-2:], len(images))
+    rows = min(num_examples, len(images))
+    if rows < 1:
+        raise ValueError("No image to plot: the batches are empty or num_examples < 1.")
+    hidden = grid.reshape(len(images), -1)[:rows]
+    columns = {
+        "input": images[:rows],
+        "masked input": mask_patches(images[:rows], hidden, patch_size),
+        "reconstruction": paste_visible_patches(images[:rows], hidden, predicted[:rows], patch_size),
+    }
+    outlines = mask_outline_segments(hidden, patch_size, images.shape[-2:])
+    figure = _new_figure(2.2 * len(columns), 2.2 * rows + 0.4)
+    figure.set_layout_engine("constrained")  # room for one colour bar per row
+    axes = figure.subplots(rows, len(columns), squeeze=False)
+    for row in range(rows):
+        limits = _display_limits(images[row])
+        for column, (name, batch) in enumerate(columns.items()):
+            axis = axes[row, column]
+            drawn = _draw_image(axis, batch[row], limits)
+            if name != "input":
+                axis.add_collection(LineCollection(outlines[row], colors=OUTLINE_COLOUR, linewidths=0.8),
+                                    autolim=False)
+            if row == 0:
+                axis.set_title(name, fontsize=10)
+        if drawn.get_array().ndim == 2:
+            figure.colorbar(drawn, ax=axes[row].tolist(), fraction=0.04, pad=0.02)
+    figure.suptitle(title, fontsize=11)
+    return _save(figure, path)
 
 
 def plot_loss_curves(curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]], path,

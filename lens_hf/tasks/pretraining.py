@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data.transforms import random_d4
@@ -14,6 +15,7 @@ from ..seeds import seeded_generator
 from .base import CardSection, LossContext, Task
 
 EVALUATION_MASKS = "evaluation-mask"
+PICTURED_EXAMPLES = 4  # rows of the reconstruction picture
 
 
 def evaluation_noise(seed: int, row_indices, num_patches: int, device) -> torch.Tensor:
@@ -21,6 +23,20 @@ def evaluation_noise(seed: int, row_indices, num_patches: int, device) -> torch.
     of a split does not depend on batch size, number of processes or when it is computed."""
     rows = [torch.rand(num_patches, generator=seeded_generator(seed, EVALUATION_MASKS, int(i))) for i in row_indices]
     return torch.stack(rows).to(device)
+
+
+def predicted_images(outputs, model) -> np.ndarray:
+    """The decoder's prediction of every patch as (N, C, H, W) images in the units of `outputs["inputs"]`.
+
+    `outputs` as `PretrainingTask.evaluation_outputs`: "predictions" are the patchified logits, "inputs" the
+    images the encoder saw (the scale of every column of the reconstruction picture; "targets" are not used, as
+    under norm_pix_loss they are normalised per patch). Under norm_pix_loss the logits are per-patch-normalised
+    too and are put back in pixel units with each input patch's mean/std, from the model's own `pixel_targets` (as
+    the MAE paper's figures). Paste the visible patches with `plots.paste_visible_patches` before showing them.
+    """
+    logits = torch.from_numpy(np.ascontiguousarray(outputs["predictions"]))
+    _, mean, std = model.pixel_targets(torch.from_numpy(np.ascontiguousarray(outputs["inputs"])).to(logits.dtype))
+    return model.unpatchify(logits if mean is None else logits * std + mean).numpy()
 
 
 class PretrainingTask(Task):
@@ -63,8 +79,10 @@ class PretrainingTask(Task):
         return functional.masked_reconstruction_metrics(outputs["predictions"], outputs["targets"], outputs["mask"])
 
     def plots(self, outputs, metrics, folder: Path, split, model):
-        reconstruction = model.unpatchify(torch.from_numpy(outputs["predictions"][:8])).numpy()
-        targets = model.unpatchify(torch.from_numpy(outputs["targets"][:8])).numpy()
-        grid = plots.plot_reconstruction_grid(targets, outputs["mask"][:8], reconstruction, model.config.patch_size,
-                                              folder / f"reconstruction_{split}.png")
-        return {f"MAE reconstructions ({split}): target | masked input | prediction": grid}
+        shown = {key: outputs[key][:PICTURED_EXAMPLES] for key in ("inputs", "predictions", "mask")}
+        grid = plots.plot_reconstruction_grid(shown["inputs"], shown["mask"], predicted_images(shown, model),
+                                              model.config.patch_size, folder / f"reconstruction_{split}.png",
+                                              num_examples=PICTURED_EXAMPLES)
+        caption = f"MAE reconstructions ({split}): input | masked input | reconstruction (visible patches pasted, " \
+                  "mask outlined)"
+        return {caption: grid}

@@ -509,9 +509,11 @@ class LensMAEForPreTraining(LensMAEPreTrainedModel):
         return output
 
     @torch.no_grad()
-    def reconstruct(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Images for an MAE figure: the masked input, the prediction in pixel units, and the visible+predicted paste."""
-        output = self(pixel_values, noise=noise, return_dict=True)
+    def reconstruct(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None,
+                    mask_ratio: float | None = None) -> dict[str, torch.Tensor]:
+        """Images for an MAE figure: the masked input, the prediction in pixel units, and the visible+predicted paste
+        (at `mask_ratio`, default `config.mask_ratio`)."""
+        output = self(pixel_values, noise=noise, mask_ratio=mask_ratio, return_dict=True)
         target, mean, std = self.pixel_targets(pixel_values.to(output.logits.dtype))
         prediction = output.logits if mean is None else output.logits * std + mean
         mask = output.mask.unsqueeze(-1)
