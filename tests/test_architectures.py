@@ -196,7 +196,7 @@ def test_an_imagenet_style_hub_checkpoint_finetunes_into_a_regressor_and_publish
         test_mae, rel=1e-5), again.stdout
 
 
-def test_a_scratch_classifier_of_another_family_is_a_pipeline_ready_run_folder(data, tmp_path):
+def test_a_scratch_classifier_of_another_family_is_a_pipeline_ready_run_folder(local_hub, data, tmp_path):
     out = tmp_path / "convnext"
     run_script("finetune.py", *data["classification"], *RUN, "--task", "classification", "--mode", "scratch",
                "--architecture", "convnext_tiny", "--config_overrides", "depths=[1,1,1,1]", "--output_dir", out)
@@ -212,6 +212,12 @@ def test_a_scratch_classifier_of_another_family_is_a_pipeline_ready_run_folder(d
     scores = classifier(np.random.default_rng(0).random((32, 32)).astype(np.float32))
     assert sorted(s["label"] for s in scores) == sorted(config["id2label"].values())
     assert sum(s["score"] for s in scores) == pytest.approx(1.0, abs=1e-5)
+    run_script("push_to_hub.py", "--run_dir", out, "--repo_id", "org/convnext-lens")  # published like a LensMAE run
+    files = set(HfApi().list_repo_files("org/convnext-lens"))
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.json"} <= files
+    assert not any(name.startswith(("checkpoints/", "logs/")) for name in files)
+    remote = AutoModelForImageClassification.from_pretrained("org/convnext-lens")  # transformers alone loads it
+    assert type(remote).__name__ == "ConvNextForImageClassification" and remote.config.num_channels == 1
 
 
 def test_refusals_name_what_is_wrong(data, tmp_path):
