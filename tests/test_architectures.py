@@ -264,3 +264,17 @@ def test_the_architecture_table_smoke_run_scores_every_family_with_and_without_t
     assert all(figures[f"{name}/mae"]["value"] < 3 for name in families)
     # TTA changes the figures of networks that are not D4-invariant
     assert any(figures[f"{name}/mae_tta_d4"]["value"] != figures[f"{name}/mae"]["value"] for name in families)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "efficientnet_b7", "mobilenet_v2", "cvt_13",
+                                  "vit_small", "convnext_tiny"])
+def test_a_fresh_network_passes_signal_in_training_mode(name):
+    """From scratch every family must see its input: transformers' N(0, 0.02) convolutions left a fresh EfficientNet's
+    features at about 1e-31, so it could not train (lens-hf re-initialises it as its paper does)."""
+    torch.manual_seed(0)
+    model = get_architecture(name).build(32, 1, num_labels=3).train()
+    base = getattr(model, type(model).base_model_prefix)
+    with torch.no_grad():
+        output = base(torch.randn(8, 1, 32, 32))
+    features = output.pooler_output if getattr(output, "pooler_output", None) is not None else output.last_hidden_state
+    assert float(features.float().std()) > 0.05, name

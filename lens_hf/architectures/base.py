@@ -5,9 +5,11 @@ lens_hf."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from transformers import AutoModelForImageClassification, PretrainedConfig
 
 
@@ -17,13 +19,15 @@ class Architecture:
 
     `make_config(**fields)` returns the transformers config of that size; `fields` are the data geometry
     (`num_channels`) and the task head (`num_labels`, `id2label`, `problem_type`, ...). `defining_fields` are the
-    config values that make this size what it is (a ResNet-50 checkpoint is not a ResNet-34)."""
+    config values that make this size what it is (a ResNet-50 checkpoint is not a ResNet-34). `initialise`, when
+    set, re-initialises a fresh model where transformers' own initialisation does not train from scratch."""
 
     name: str
     title: str
     make_config: Callable[..., PretrainedConfig]
     defining_fields: tuple[str, ...] = ()
     reference: str = ""
+    initialise: Callable[[torch.nn.Module], None] | None = None
 
     @property
     def model_type(self) -> str:
@@ -37,7 +41,10 @@ class Architecture:
 
     def build(self, image_size: int, num_channels: int, **fields):
         """A randomly initialised transformers image classifier of this architecture."""
-        return AutoModelForImageClassification.from_config(self.config(image_size, num_channels, **fields))
+        model = AutoModelForImageClassification.from_config(self.config(image_size, num_channels, **fields))
+        if self.initialise is not None:
+            self.initialise(model)
+        return model
 
     def check_checkpoint_config(self, config: PretrainedConfig, where: str) -> list[str]:
         """A checkpoint config is of this architecture's family (an error otherwise). A checkpoint of another size
@@ -54,6 +61,32 @@ class Architecture:
             return []
         return [f"The checkpoint is not the published {self.title}: {', '.join(differences)}; the "
                 "checkpoint's own size is kept."]
+
+
+@torch.no_grad()
+def he_fan_out_initialisation(model: torch.nn.Module, linear_std: float | None = None) -> None:
+    """The initialisation the EfficientNet paper trains from (as torchvision applies it): He normal with fan-out
+    for every convolution, BatchNorm at identity, the classifier U(+-1/sqrt(outputs)) (or N(0, `linear_std`)).
+    transformers initialises EfficientNet's convolutions with N(0, 0.02), meant to be loaded over; from scratch the
+    signal then vanishes through the blocks: the pooled features of a fresh EfficientNet-B0 in training mode have a
+    standard deviation of about 1e-31 (B7: 1e-29) against 0.55 with this initialisation (measured on 40 px
+    images), so no gradient reaches the stem and it never trains."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
+            torch.nn.init.ones_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.Linear):
+            if linear_std is None:
+                bound = 1.0 / math.sqrt(module.out_features)
+                torch.nn.init.uniform_(module.weight, -bound, bound)
+            else:
+                torch.nn.init.normal_(module.weight, 0.0, linear_std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
 
 
 def _comparable(value):

@@ -5,7 +5,7 @@ scaling; the head width is the scaled 1280 channels of the last convolution, as 
 from transformers import EfficientNetConfig
 from transformers.models.efficientnet.modeling_efficientnet import round_filters
 
-from .base import Architecture
+from .base import Architecture, he_fan_out_initialisation
 
 REFERENCE = "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
 # (width coefficient, depth coefficient, dropout) of B0 ... B7.
@@ -25,7 +25,7 @@ def _config_maker(width: float, depth: float, dropout: float):
 
 ARCHITECTURES = tuple(
     Architecture(name=f"efficientnet_{size}", title=f"EfficientNet-{size.upper()}", reference=REFERENCE,
-                 make_config=_config_maker(*scaling),
+                 make_config=_config_maker(*scaling), initialise=he_fan_out_initialisation,
                  defining_fields=("width_coefficient", "depth_coefficient"))
     for size, scaling in SCALING.items()
 )
