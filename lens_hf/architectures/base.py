@@ -5,7 +5,6 @@ lens_hf."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,13 +63,14 @@ class Architecture:
 
 
 @torch.no_grad()
-def he_fan_out_initialisation(model: torch.nn.Module, linear_std: float | None = None) -> None:
-    """The initialisation the EfficientNet paper trains from (as torchvision applies it): He normal with fan-out
-    for every convolution, BatchNorm at identity, the classifier U(+-1/sqrt(outputs)) (or N(0, `linear_std`)).
-    transformers initialises EfficientNet's convolutions with N(0, 0.02), meant to be loaded over; from scratch the
-    signal then vanishes through the blocks: the pooled features of a fresh EfficientNet-B0 in training mode have a
-    standard deviation of about 1e-31 (B7: 1e-29) against 0.55 with this initialisation (measured on 40 px
-    images), so no gradient reaches the stem and it never trains."""
+def he_fan_out_initialisation(model: torch.nn.Module) -> None:
+    """The initialisation the EfficientNet paper trains from (as torchvision applies it) for the convolutions: He
+    normal with fan-out, BatchNorm at identity; the classifier keeps transformers' N(0, 0.02) (the paper's
+    U(+-1/sqrt(outputs)) would make a 1-output regression head start tens of dex off). transformers initialises
+    EfficientNet's convolutions with N(0, 0.02), meant to be loaded over; from scratch the signal then vanishes
+    through the blocks: the pooled features of a fresh EfficientNet-B0 in training mode have a standard deviation of
+    about 1e-31 (B7: 1e-29) against 0.55 with this initialisation (measured on 40 px images), so no gradient
+    reaches the stem and it never trains."""
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -79,14 +79,6 @@ def he_fan_out_initialisation(model: torch.nn.Module, linear_std: float | None =
         elif isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
             torch.nn.init.ones_(module.weight)
             torch.nn.init.zeros_(module.bias)
-        elif isinstance(module, torch.nn.Linear):
-            if linear_std is None:
-                bound = 1.0 / math.sqrt(module.out_features)
-                torch.nn.init.uniform_(module.weight, -bound, bound)
-            else:
-                torch.nn.init.normal_(module.weight, 0.0, linear_std)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
 
 
 def _comparable(value):
