@@ -9,7 +9,7 @@ import os
 import torch
 
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 
 TRACKERS = ("tensorboard", "none")
 
@@ -26,6 +26,8 @@ def build_accelerator(run_args) -> Accelerator:
         # N gloo ranks (DistributedType.MULTI_CPU) instead of N independent single-process runs.
         cpu=run_args.cpu or not has_accelerator_device(),
         mixed_precision=run_args.mixed_precision,
+        # Masks of dynamic size per batch would recompile for every shape: compile for dynamic shapes.
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor", dynamic=True) if run_args.torch_compile else None,
         gradient_accumulation_steps=run_args.gradient_accumulation_steps,
         log_with=None if run_args.report_to == "none" else run_args.report_to,
         project_config=ProjectConfiguration(

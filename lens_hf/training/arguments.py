@@ -102,7 +102,11 @@ class RunArguments:
     warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Fraction of steps of linear warmup."})
     min_lr_ratio: float = field(default=0.0, metadata={"help": "Cosine floor as a fraction of the peak lr."})
     max_grad_norm: Optional[float] = field(default=None, metadata={"help": "Clip gradients to this norm."})
-    mixed_precision: Optional[str] = field(default=None, metadata={"help": "no | fp16 | bf16; default: what `accelerate launch` was given."})
+    mixed_precision: Optional[str] = field(default=None, metadata={"help": "no | fp16 | bf16 (bf16 autocast works on CPUs "
+                                                                   "too); default: what `accelerate launch` was given."})
+    torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile (inductor) "
+                                                         "through accelerate's dynamo plugin; the first steps pay the "
+                                                         "compilation."})
     logging_steps: int = field(default=10)
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Evaluate every N steps (default: each epoch)."})
     batchnorm_statistics_examples: int = field(default=2048, metadata={
