@@ -51,13 +51,15 @@ def _colorbar(figure, shown, axes, label: str) -> None:
     ticks = np.linspace(0.0, 1.0, 6) if isinstance(norm, FuncNorm) else None
     if ticks is not None:
         bar.set_ticks(np.asarray(norm.inverse(ticks), dtype=np.float64).tolist())
-        bar.ax.set_yticklabels([f"{value:.3g}" for value in norm.inverse(ticks)])
+        values = np.asarray(norm.inverse(ticks), dtype=np.float64)
+        tiny = 1e-3 * (norm.vmax - norm.vmin)  # 1.24e-12 is a zero on this scale, and too wide a label
+        bar.ax.set_yticklabels([f"{0.0 if abs(value) < tiny else value:.3g}" for value in values])
 
 
 def image_figure(pixels: np.ndarray, stretch: str = "asinh", title: str = "") -> Figure:
     """Each band of a (C, H, W) image side by side on one stretch, with one colour bar in pixel units."""
     bands = pixels.shape[0]
-    figure, axes = _image_panels(bands, 3.2 * bands + 1.0)
+    figure, axes = _image_panels(bands, 3.2 * bands + 1.8)
     norm = stretch_norm(float(pixels.min()), float(pixels.max()), stretch)
     shown = None
     for band, axis in enumerate(axes):
