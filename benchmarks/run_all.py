@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE = ["bench_simulation.py", "bench_model.py", "bench_data.py", "bench_flops.py", "bench_app.py"]
+SUITE = ["bench_simulation.py", "bench_model.py", "bench_data.py", "bench_flops.py", "bench_app.py", "bench_scaling.py"]
 
 
 def main() -> int:
