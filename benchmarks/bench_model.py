@@ -1,7 +1,9 @@
 """Train-step time of LensMAEForPreTraining vs transformers.ViTMAEForPreTraining of identical size.
 
 One process, one thread, same batch, same mask noise; the two models' steps are interleaved so machine noise
-hits both alike, and the median of the per-step times is compared. Prints one line per figure.
+hits both alike, and the median of the per-step times is compared. A third model, LensMAE under bf16 autocast (the
+scripts' `--mixed_precision bf16`), is timed the same way against the fp32 ViTMAE (target <= 0.75). Prints one line
+per figure.
 Usage: python benchmarks/bench_model.py [--image_size 64 --patch_size 8 --batch_size 32 --steps 20]
 """
 
@@ -32,9 +34,10 @@ def matched_configs(image_size: int, patch_size: int) -> tuple[LensMAEConfig, Vi
     return lens, ViTMAEConfig(**shared)
 
 
-def train_step(model, optimizer, pixel_values, noise) -> float:
+def train_step(model, optimizer, pixel_values, noise, bf16: bool = False) -> float:
     start = time.perf_counter()
-    loss = model(pixel_values=pixel_values, noise=noise).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(pixel_values=pixel_values, noise=noise).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -54,7 +57,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     lens_config, vit_config = matched_configs(args.image_size, args.patch_size)
-    models = {"lens_mae": LensMAEForPreTraining(lens_config), "vit_mae": ViTMAEForPreTraining(vit_config)}
+    models = {"lens_mae": LensMAEForPreTraining(lens_config), "vit_mae": ViTMAEForPreTraining(vit_config),
+              "lens_mae_bf16": LensMAEForPreTraining(lens_config)}
     counts = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m in models.items()}
     if counts["lens_mae"] != counts["vit_mae"]:
         raise SystemExit(f"models differ in size: {counts}")
@@ -66,7 +70,7 @@ def main() -> None:
     for step in range(args.warmup + args.steps):
         order = list(models) if step % 2 == 0 else list(reversed(models))
         for name in order:
-            elapsed = train_step(models[name], optimizers[name], pixel_values, noise)
+            elapsed = train_step(models[name], optimizers[name], pixel_values, noise, bf16=name.endswith("bf16"))
             if step >= args.warmup:
                 times[name].append(elapsed)
 
@@ -75,6 +79,9 @@ def main() -> None:
     print(f"vit_mae_train_step_ms {median['vit_mae'] * 1e3:.1f}  ({geometry})")
     print(f"lens_mae_train_step_ms {median['lens_mae'] * 1e3:.1f}  ({geometry})")
     print(f"lens_mae_over_vit_mae_step_time_ratio {median['lens_mae'] / median['vit_mae']:.3f}  (target <= 1.05; median of {args.steps} interleaved steps)")
+    bf16 = median["lens_mae_bf16"] / median["vit_mae"]
+    print(f"lens_mae_bf16_over_vit_mae_fp32_step_time_ratio {bf16:.3f}  (target <= 0.75: {'ok' if bf16 <= 0.75 else 'below'}; "
+          "bf16 autocast, as --mixed_precision bf16)")
 
 
 if __name__ == "__main__":
