@@ -8,12 +8,14 @@ from pathlib import Path
 
 import torch
 
-SIZES = {  # LensMAEConfig fields: `tiny` for tests, `small` (LensMAEConfig's default, the demo's size) for speed
-    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                 decoder_intermediate_size=64),
-    "small": {},
-}
+def _size(size: str) -> dict:
+    """LensMAEConfig fields of a model preset (`lens_hf.training.recipes.MODEL_PRESETS`): `tiny` for tests, `small`
+    (LensMAEConfig's default, the demo's size) for the speed benchmark."""
+    from ..training.recipes import MODEL_PRESETS
+
+    if size not in MODEL_PRESETS:
+        raise ValueError(f"size must be one of {sorted(MODEL_PRESETS)}, got {size!r}")
+    return MODEL_PRESETS[size]
 
 
 def write_example_runs(folder: str | Path, size: str = "tiny", image_size: int = 64, patch_size: int = 8,
@@ -23,7 +25,7 @@ def write_example_runs(folder: str | Path, size: str = "tiny", image_size: int =
     from ..models.lens_mae.modeling_lens_mae import LensMAEForSuperResolution
 
     torch.manual_seed(seed)
-    common = dict(image_size=image_size, patch_size=patch_size, num_channels=1, **SIZES[size])
+    common = dict(image_size=image_size, patch_size=patch_size, num_channels=1, **_size(size))
     classes = {0: "axion", 1: "cdm", 2: "no_sub"}
     configs = {
         "classifier": (LensMAEForImageClassification, dict(lens_task="classification", num_labels=3,
