@@ -172,6 +172,42 @@ def test_attention_implementations_agree():
     assert len(attentions) == 2 and attentions[0].shape == (2, 2, 17, 17)
 
 
+def test_math_attention_matches_sdpa_values_and_gradients():
+    """The matmul-softmax path (scale on the query, softmax in the input dtype) is the same function as SDPA."""
+    from lens_hf.models.lens_mae.modeling_lens_mae import eager_attention
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, generator=generator, requires_grad=True) for _ in range(3))
+    module = torch.nn.Module()
+    ours, weights = eager_attention(module, q, k, v, None, scaling=8**-0.5)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 17))
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    reference_grads = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    for got, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_cpu_training_takes_the_math_attention_and_inference_stays_on_sdpa(monkeypatch):
+    import lens_hf.models.lens_mae.modeling_lens_mae as modeling
+
+    calls = []
+    original = modeling.eager_attention
+    monkeypatch.setattr(modeling, "eager_attention", lambda *a, **k: calls.append("math") or original(*a, **k))
+    model = build(LensMAEForPreTraining, attn_implementation="sdpa")
+    x = images(2, 1, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(x).loss
+        loss.backward()
+    assert calls and set(calls) == {"math"} and torch.isfinite(loss)
+    calls.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    model(x).loss.backward()  # fp32 training
+    assert calls == []  # SDPA for bf16 inference and for fp32
+
+
 def test_super_resolution_starts_at_bicubic():
     model = build(LensMAEForSuperResolution).eval()
     x = images(2, 1, 32)
