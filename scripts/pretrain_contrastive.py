@@ -4,6 +4,8 @@
     accelerate launch scripts/pretrain_contrastive.py --backbone resnet18 --output_dir outputs/simclr-resnet18
     python scripts/pretrain_contrastive.py --backbone lens_mae --model_preset small --max_steps 500 \
         --output_dir outputs/simclr-lens-mae
+    python scripts/pretrain_contrastive.py --streaming true --dataset_config model_ii --max_steps 5000 \
+        --output_dir outputs/simclr-stream    # views of images simulated on the fly (--streaming: see --help)
 
 Two views of every image (D4, sub-pixel shift, PSF-width and noise jitter, flux scaling: see
 `lens_hf.data.LensViewAugmentation` for why each is allowed and why there is no crop or colour jitter), the
@@ -22,6 +24,7 @@ from lens_hf.architectures import get_architecture
 from lens_hf.data import LensViewAugmentation
 from lens_hf.models.contrastive import ContrastiveModel
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
+from lens_hf.training.arguments import StreamingArguments
 from lens_hf.training.models import fresh_config, pretrained
 
 BACKBONES = ("resnet18", "lens_mae")
@@ -50,8 +53,8 @@ class ContrastiveArguments:
 
 
 def main(argv=None):
-    data_args, model_args, run_args, args = parse_arguments(
-        (DataArguments, ModelArguments, RunArguments, ContrastiveArguments), argv
+    data_args, model_args, run_args, args, stream_args = parse_arguments(
+        (DataArguments, ModelArguments, RunArguments, ContrastiveArguments, StreamingArguments), argv
     )
     augmentation = args.augmentation()  # invalid strengths fail here, before any data is built
 
@@ -68,7 +71,7 @@ def main(argv=None):
                                 augmentation=augmentation)
 
     return run_training(task="contrastive", data_args=data_args, model_args=model_args, run_args=run_args,
-                        build_model=build_model, extra_args=args)
+                        build_model=build_model, extra_args=args, stream_args=stream_args)
 
 
 if __name__ == "__main__":

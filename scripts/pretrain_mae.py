@@ -3,6 +3,8 @@
 
     accelerate launch scripts/pretrain_mae.py --output_dir outputs/lens-mae --num_train 20000
     python scripts/pretrain_mae.py configs/pretrain_demo.yaml --max_steps 50
+    accelerate launch scripts/pretrain_mae.py --streaming true --dataset_config pretrain --max_steps 100000 \
+        --dataloader_num_workers 4 --output_dir outputs/lens-mae-stream    # simulated on the fly, nothing on disk
 
 Writes a run folder that `LensMAEForPreTraining.from_pretrained` (or any head) loads: the model, processor,
 masked-patch MSE on train and held-out images, reconstruction grids, loss curve and model card.
@@ -13,6 +15,7 @@ from typing import Optional
 
 from lens_hf import LensMAEForPreTraining
 from lens_hf.training import DataArguments, ModelArguments, RunArguments, parse_arguments, run_training
+from lens_hf.training.arguments import StreamingArguments
 from lens_hf.training.models import fresh_config, pretrained
 
 
@@ -25,8 +28,8 @@ class PretrainArguments:
 
 
 def main(argv=None):
-    data_args, model_args, run_args, pretrain_args = parse_arguments(
-        (DataArguments, ModelArguments, RunArguments, PretrainArguments), argv
+    data_args, model_args, run_args, pretrain_args, stream_args = parse_arguments(
+        (DataArguments, ModelArguments, RunArguments, PretrainArguments, StreamingArguments), argv
     )
     config_fields = dict(mask_ratio=pretrain_args.mask_ratio, norm_pix_loss=pretrain_args.norm_pix_loss,
                          reconstruction_loss=pretrain_args.reconstruction_loss)
@@ -39,7 +42,7 @@ def main(argv=None):
         return LensMAEForPreTraining(config)
 
     return run_training(task="pretraining", data_args=data_args, model_args=model_args, run_args=run_args,
-                        build_model=build_model, extra_args=pretrain_args)
+                        build_model=build_model, extra_args=pretrain_args, stream_args=stream_args)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,68 @@ def test_collate_on_numpy_format_equals_the_set_transform_path(small_dataset):
     torch.testing.assert_close(via_collate["pixel_values"], via_transform["pixel_values"])
     assert via_collate["labels"].tolist() == via_transform["labels"].tolist()
     assert via_collate["labels"].dtype == torch.int64
+
+
+def _old_and_new(dataset, processor, **kwargs):
+    """The list path datasets' own `with_transform` takes, and `with_training_transforms`' numpy path."""
+    from lens_hf.data.transforms import NUMPY_TRANSFORM_FORMAT
+
+    new = with_training_transforms(dataset, processor, **kwargs)
+    assert new.format["type"] == NUMPY_TRANSFORM_FORMAT
+    old = dataset.with_transform(LensTrainingTransform(processor, augment=True, **kwargs))
+    assert old.format["type"] == "custom"
+    return old, new
+
+
+def _assert_same_batches(old, new, queries):
+    for query in queries:
+        torch.manual_seed(7)
+        expected = old[query]
+        torch.manual_seed(7)
+        got = new[query]
+        assert set(got) == set(expected)
+        for key in expected:
+            assert got[key].dtype == expected[key].dtype and torch.equal(got[key], expected[key]), (query, key)
+
+
+@pytest.mark.parametrize("label_column", ["label", "log10_m_axion"])
+def test_numpy_transform_path_gives_exactly_the_list_path_tensors(small_dataset, label_column):
+    """with_training_transforms reads Arrow as numpy instead of Python lists: the same tensors, dtypes and D4
+    draws, for rows, slices, index lists and shuffled DataLoader batches (with resizing, 12 -> 16 px)."""
+    processor = LensImageProcessor(size=16, normalization="minmax")
+    old, new = _old_and_new(small_dataset["train"], processor, label_column=label_column)
+    _assert_same_batches(old, new, [0, slice(0, 4), [9, 2, 5, 5], slice(None)])
+    for workers in (0, 2):
+        batches = []
+        for view in (old, new):
+            torch.manual_seed(3)  # the DataLoader's base seed (workers' RNG) comes from the global RNG
+            loader = torch.utils.data.DataLoader(view, batch_size=4, shuffle=True, num_workers=workers,
+                                                 generator=torch.Generator().manual_seed(1))
+            batches.append(list(loader))
+        for a, b in zip(*batches, strict=True):
+            assert all(torch.equal(a[key], b[key]) and a[key].dtype == b[key].dtype for key in a)
+
+
+def test_numpy_transform_path_on_other_storage():
+    """Images stored as float64, as integers, or as nested lists (a Sequence feature, as some Hub datasets store
+    them), and SR pairs: the numpy path still gives the list path's tensors."""
+    rng = np.random.default_rng(4)
+    images = rng.random((6, 1, 8, 8)) * 1000
+    processor = LensImageProcessor(size=8, normalization="minmax")
+    stored = {
+        "float64": datasets.Features({"image": datasets.Array3D((1, 8, 8), "float64")}),
+        "int32": datasets.Features({"image": datasets.Array3D((1, 8, 8), "int32")}),
+        "nested lists": datasets.Features({"image": datasets.Sequence(datasets.Sequence(datasets.Sequence(
+            datasets.Value("float32"))))}),
+    }
+    for name, features in stored.items():
+        values = images.astype(np.int32) if name == "int32" else images
+        dataset = datasets.Dataset.from_dict({"image": values.tolist() if name == "nested lists" else values},
+                                             features=features)
+        old, new = _old_and_new(dataset, processor, label_column=None)
+        _assert_same_batches(old, new, [slice(None), [3, 1]])
+    hr = rng.random((6, 1, 8, 8)).astype(np.float32)
+    features = datasets.Features({"lr": datasets.Array3D((1, 4, 4), "float32"), "hr": datasets.Array3D((1, 8, 8), "float32")})
+    pairs = datasets.Dataset.from_dict({"lr": hr[:, :, ::2, ::2], "hr": hr}, features=features)
+    old, new = _old_and_new(pairs, None, image_column="lr", target_column="hr")
+    _assert_same_batches(old, new, [slice(None), 2])

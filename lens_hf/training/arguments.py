@@ -37,7 +37,10 @@ class DataArguments:
     dataset_config: Optional[str] = field(default=None, metadata={"help": "Builder config (e.g. model_ii, sr_pairs); "
                                                                     "default: the script's task default."})
     data_dir: Optional[str] = field(default=None, metadata={"help": "Root of real data on disk for the real-data builders."})
-    num_train: Optional[int] = field(default=None, metadata={"help": "Simulated builders: training images."})
+    num_train: Optional[int] = field(default=None, metadata={
+        "help": "Simulated builders: training images. With --streaming (pretraining scripts): the stream's first N "
+                "images, also prepared as the train split that the training-split figures, 'standardize' statistics "
+                "and precise BatchNorm use (default 256); training itself reads the endless stream."})
     num_validation: Optional[int] = field(default=None, metadata={"help": "Simulated builders: validation images."})
     num_test: Optional[int] = field(default=None, metadata={"help": "Simulated builders: test images."})
     dataset_overrides: Optional[str] = field(default=None, metadata={
@@ -64,6 +67,21 @@ class DataArguments:
     def __post_init__(self):
         _check_at_least(self, 1, "crop_size", "max_train_samples", "max_eval_samples", "labels_per_class")
         _check_at_least(self, 0, "num_train", "num_validation", "num_test", "dataloader_num_workers")
+
+
+@dataclass
+class StreamingArguments:
+    """Train on the simulator as an endless stream instead of a prepared train split (the pretraining scripts)."""
+
+    streaming: bool = field(default=False, metadata={
+        "help": "Simulate the training images on the fly, as the DataLoader asks for them, instead of preparing a "
+                "train split on disk: an endless stream of --dataset_name deeplense_sim, --dataset_config (the "
+                "preset: model_i, model_ii, model_iii, pretrain, ...) seeded by --dataset_seed, its fields set by "
+                "--dataset_overrides preset_overrides.x=...; image i is the one a prepared train split would hold "
+                "at row i. Needs --max_steps (the run sees max_steps x total batch images, none twice: every rank "
+                "and DataLoader worker draws its own part of the stream, and a resumed run continues it exactly). "
+                "Validation and test stay prepared splits (--num_validation, --num_test); without --eval_steps "
+                "the run is evaluated once, at the end."})
 
 
 @dataclass

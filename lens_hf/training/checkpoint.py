@@ -1,6 +1,7 @@
 """Checkpoints: `accelerator.save_state` folders under `<output_dir>/checkpoints/step_<N>/` plus
-`scheduler_state.json` and a `trainer_state.json` (step, epoch, batches consumed) written last, so a folder
-without it (a run killed while saving) is never resumed from.
+`scheduler_state.json`, for a run on a training stream `data_state.json` (where the stream stands), and a
+`trainer_state.json` (step, epoch, batches consumed) written last, so a folder without it (a run killed while
+saving) is never resumed from.
 
 Nothing in a checkpoint can run code on resume. The project's own state (trainer position, lr schedule) is JSON,
 the weights are safetensors, and every file accelerate unpickles (the optimizer, the RNG states) is first opened
@@ -19,6 +20,7 @@ from .run_folder import RUN_ARGUMENTS, identity_differences, save_identity
 
 TRAINER_STATE = "trainer_state.json"
 SCHEDULER_STATE = "scheduler_state.json"
+DATA_STATE = "data_state.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -63,15 +65,18 @@ def resolve_checkpoint(output_dir, spec: str | None) -> Path | None:
 
 
 def save_checkpoint(accelerator, output_dir, state: TrainState, keep: int, scheduler=None,
-                    identity: dict | None = None) -> Path:
-    """Save model/optimizer/RNG state on every process, then (main process) the scheduler state, the run's
-    identity (`run_folder.run_identity`) and the trainer state as JSON, and the rotation of old checkpoints."""
+                    identity: dict | None = None, data_state: dict | None = None) -> Path:
+    """Save model/optimizer/RNG state on every process, then (main process) the scheduler state, the data state
+    (`data_state`: e.g. a training stream's position, the same on every process), the run's identity
+    (`run_folder.run_identity`) and the trainer state as JSON, and the rotation of old checkpoints."""
     path = checkpoint_path(output_dir, state.global_step)
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if scheduler is not None:
             (path / SCHEDULER_STATE).write_text(json.dumps(scheduler.state_dict(), indent=1))
+        if data_state is not None:
+            (path / DATA_STATE).write_text(json.dumps(data_state, indent=1))
         if identity is not None:
             save_identity(path, identity)
         (path / TRAINER_STATE).write_text(json.dumps(asdict(state), indent=2))
@@ -155,6 +160,21 @@ def check_pickles(path: Path) -> None:
         except Exception as error:  # UnpicklingError, a truncated file, ...: one message naming the file
             raise CheckpointError(f"{file} cannot be loaded safely ({type(error).__name__}: "
                                   f"{str(error).splitlines()[0][:200]}); refusing to resume from {path}") from None
+
+
+def load_data_state(path, key: str) -> dict:
+    """Entry `key` of checkpoint `path`'s data_state.json (a training stream's `{"start": images consumed}`),
+    checked to be a JSON object of non-negative integers."""
+    file = Path(path) / DATA_STATE
+    record = _read_json(file)
+    if key not in record:
+        raise CheckpointError(f"{file} has no {key!r} entry (it has {sorted(record)}): the checkpoint cannot say "
+                              "where the training stream stands")
+    state = record[key]
+    if not isinstance(state, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                              for v in state.values()):
+        raise CheckpointError(f"{file}: {key!r} must be an object of non-negative integers, got {state!r}")
+    return state
 
 
 def load_checkpoint(accelerator, path: Path, scheduler=None, identity: dict | None = None) -> TrainState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import datasets
 import numpy as np
@@ -33,25 +34,12 @@ def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
                              f"{_config_names(name) or 'none readable'}")
         dataset = datasets.load_dataset(name, config, cache_dir=data_args.cache_dir)
     elif name in available_builders():
-        kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
-        if data_args.data_dir:
-            kwargs["data_dir"] = data_args.data_dir
-        kwargs.update(parse_overrides(data_args.dataset_overrides, "--dataset_overrides"))
-        for argument, builder_kwarg in SIZE_KWARGS.items():
-            if getattr(data_args, argument) is not None:
-                kwargs[builder_kwarg] = getattr(data_args, argument)
-        dataset = load_builder(name, config, **kwargs)
+        dataset = load_builder(name, config, **_builder_kwargs(data_args))
     else:
         dataset = datasets.load_dataset(name, config, cache_dir=data_args.cache_dir)
     if not isinstance(dataset, datasets.DatasetDict):
         dataset = datasets.DatasetDict({"train": dataset})
-    for split, part in dataset.items():
-        for column in (task.input_column, task.target_column):
-            if column is not None and column not in part.column_names:
-                raise ValueError(
-                    f"dataset {name!r} (config {config!r}) split {split!r} has no column {column!r}, which task "
-                    f"{task.name!r} reads; its columns are {part.column_names}."
-                )
+    _check_columns(dataset, task, name, config)
     if "train" not in dataset:
         raise ValueError(f"dataset {name!r} (config {config!r}) has no 'train' split; it has {list(dataset)}.")
     if data_args.labels_per_class is not None:
@@ -67,6 +55,29 @@ def load_task_dataset(data_args, task: str | Task) -> datasets.DatasetDict:
             for split, part in dataset.items()
         }
     )
+
+
+def _builder_kwargs(data_args) -> dict:
+    """The keyword arguments of a lens_hf builder from the data arguments (seed, cache, data folder, overrides,
+    split sizes)."""
+    kwargs = {"seed": data_args.dataset_seed, "cache_dir": data_args.cache_dir}
+    if data_args.data_dir:
+        kwargs["data_dir"] = data_args.data_dir
+    kwargs.update(parse_overrides(data_args.dataset_overrides, "--dataset_overrides"))
+    for argument, builder_kwarg in SIZE_KWARGS.items():
+        if getattr(data_args, argument) is not None:
+            kwargs[builder_kwarg] = getattr(data_args, argument)
+    return kwargs
+
+
+def _check_columns(dataset: datasets.DatasetDict, task: Task, name: str, config: str | None) -> None:
+    for split, part in dataset.items():
+        for column in (task.input_column, task.target_column):
+            if column is not None and column not in part.column_names:
+                raise ValueError(
+                    f"dataset {name!r} (config {config!r}) split {split!r} has no column {column!r}, which task "
+                    f"{task.name!r} reads; its columns are {part.column_names}."
+                )
 
 
 def dataset_config_name(data_args, task: str | Task) -> str | None:
@@ -214,6 +225,146 @@ def oversampled_indices(labels, seed: int, num_classes: int | None = None) -> li
         chosen.append(np.tile(rows, target // len(rows)))
         chosen.append(rng.choice(rows, size=target % len(rows), replace=False))
     return np.sort(np.concatenate(chosen), kind="stable").tolist()
+
+
+# ------------------------------------------------------------------------------------------- streaming
+STREAM_TRAIN_ROWS = 256  # --num_train's default under --streaming: the prepared head of the stream
+
+
+@dataclass
+class SimulatedStream:
+    """The endless training stream of a `deeplense_sim` config: the preset and seed of its train split, so image i
+    of the stream is row i of the train split the builder would prepare."""
+
+    preset: object
+    seed: int
+    config: str
+
+
+def simulator_configs() -> dict:
+    """Config name -> builder config of the `deeplense_sim` builder."""
+    from ..data import builder_class
+
+    return {config.name: config for config in builder_class(SIMULATED_BUILDER).BUILDER_CONFIGS}
+
+
+def check_streaming(data_args, run_args, task: str | Task) -> None:
+    """Refuse what a stream cannot do, with the flag to use instead; set --num_train's streaming default. Runs
+    before any data is built or any folder written."""
+    task = get_task(task)
+    if task.target_column is not None:
+        raise ValueError(f"--streaming trains on unlabelled simulated images (the pretraining scripts); task "
+                         f"{task.name!r} reads targets from column {task.target_column!r} of a prepared split")
+    if data_args.dataset_name != SIMULATED_BUILDER:
+        raise ValueError(f"--streaming simulates the training images: it needs --dataset_name {SIMULATED_BUILDER} "
+                         f"(got {data_args.dataset_name!r}); a prepared or Hub dataset trains without --streaming")
+    configs = simulator_configs()
+    config = dataset_config_name(data_args, task)
+    if config not in configs:
+        raise ValueError(f"--dataset_config {config!r} is not a simulator preset; valid: {sorted(configs)}")
+    if configs[config].preset == "sr_pairs":
+        streamable = sorted(c for c, v in configs.items() if v.preset != "sr_pairs")
+        raise ValueError(f"--dataset_config {config!r} simulates lr/hr pairs; {task.name} trains on single "
+                         f"images: use one of {streamable}")
+    if not run_args.max_steps or run_args.max_steps <= 0:
+        raise ValueError("--streaming: an endless stream has no epochs; give the run's length as --max_steps N "
+                         "(it then sees N x total batch images)")
+    for flag in ("max_train_samples", "labels_per_class"):
+        if getattr(data_args, flag) is not None:
+            raise ValueError(f"--{flag} selects rows of a prepared train split; --streaming trains on the stream "
+                             "for --max_steps steps")
+    overrides = parse_overrides(data_args.dataset_overrides, "--dataset_overrides")
+    if "n_train" in overrides:
+        raise ValueError("--dataset_overrides n_train: give the prepared head of the stream as --num_train")
+    if data_args.num_train is None:
+        data_args.num_train = STREAM_TRAIN_ROWS
+    elif data_args.num_train < 1:
+        raise ValueError(f"--num_train must be >= 1 with --streaming (the prepared head of the stream), got "
+                         f"{data_args.num_train}")
+
+
+def load_streaming_dataset(data_args, task: str | Task) -> tuple[datasets.DatasetDict, SimulatedStream]:
+    """The prepared splits (the stream's first --num_train images as "train", validation, test) and the stream."""
+    from ..data import prepare_builder
+
+    task = get_task(task)
+    config = dataset_config_name(data_args, task)
+    builder = prepare_builder(SIMULATED_BUILDER, config, **_builder_kwargs(data_args))
+    dataset = builder.as_dataset()
+    _check_columns(dataset, task, SIMULATED_BUILDER, config)
+    stream = SimulatedStream(preset=builder.config.make_preset(), seed=builder.split_seed("train"), config=config)
+    return dataset, stream
+
+
+class StreamInputs:
+    """The collate function of the stream: the simulator's images normalised exactly as `ModelInputs` normalises a
+    prepared split's rows (the same `LensTrainingTransform`, without augmentation: D4 is drawn in the loop), with
+    the stream index as `row_index`."""
+
+    def __init__(self, processor, task: str | Task):
+        task = get_task(task)
+        self.column = task.input_column
+        self.transform = LensTrainingTransform(processor, augment=False, image_column=self.column, label_column=None)
+
+    def collate(self, items: list[dict]) -> dict:
+        images = np.stack([item["pixel_values"].numpy() for item in items])
+        batch = self.transform({self.column: images})
+        batch[ROW_INDEX] = torch.tensor([item["index"] for item in items], dtype=torch.int64)
+        return batch
+
+
+class StreamLoader:
+    """This rank's endless DataLoader over a `SimulatedLensDataset`, its batches moved to `device`.
+
+    The dataset deals blocks of one batch to the ranks and workers (`SimulatedLensDataset`), so micro-step m of
+    rank r trains on images (m * world_size + r) * batch_size onwards, whatever the number of workers, and no
+    image is seen twice. `state_dict()` is where the stream stands after the batches consumed so far (the same on
+    every rank); a checkpoint stores it as JSON and `load_state_dict()` makes the next iteration start there, so
+    a resumed run trains on exactly the images of the uninterrupted run. Not passed through
+    `accelerator.prepare` (which would read the whole stream on every rank, or on rank 0 and send it around)."""
+
+    is_stream = True  # the loop resumes it by state, not by skipping batches (lens_hf.training.loop)
+
+    def __init__(self, dataset, loader: DataLoader, device):
+        self.dataset, self.loader, self.device = dataset, loader, device
+        self.batches = 0  # consumed since dataset.start
+
+    @property
+    def images_per_batch(self) -> int:
+        """Images of the stream one micro-step consumes, all ranks together."""
+        return self.dataset.block_size * self.dataset.world_size
+
+    def state_dict(self) -> dict:
+        return {"start": self.dataset.start + self.batches * self.images_per_batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)
+        self.batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The stream has no epochs: nothing to reshuffle."""
+
+    def __iter__(self):
+        self.load_state_dict(self.state_dict())  # a new iteration continues after the last batch consumed
+        for batch in self.loader:
+            self.batches += 1
+            yield {key: value.to(self.device) if isinstance(value, torch.Tensor) else value
+                   for key, value in batch.items()}
+
+
+def stream_dataloader(stream: SimulatedStream, processor, task: str | Task, batch_size: int, seed: int,
+                      num_workers: int = 0, rank: int = 0, world_size: int = 1, device="cpu",
+                      start: int = 0) -> StreamLoader:
+    """The `StreamLoader` of `stream` on `rank` of `world_size`: blocks of `batch_size`, each rendered at once;
+    the DataLoader owns its generator so starting an iteration never touches the global RNG."""
+    from ..simulation import SimulatedLensDataset
+
+    dataset = SimulatedLensDataset(stream.preset, seed=stream.seed, rank=rank, world_size=world_size,
+                                   block_size=batch_size, chunk_size=batch_size, start=start)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=StreamInputs(processor, task).collate,
+                        generator=torch.Generator().manual_seed(seed))
+    return StreamLoader(dataset, loader, device)
 
 
 def train_dataloader(dataset: ModelInputs, batch_size: int, seed: int, num_workers: int = 0,

@@ -1,6 +1,10 @@
 """The training loop every script shares: gradient accumulation, per-step schedule, logging to the tracker and
 to `logs/train_log.jsonl`, periodic evaluation, checkpoints, exact resume, and a stop on a non-finite loss.
 
+A training stream (`data.StreamLoader`, `--streaming`) has no epochs and no length: it runs for `max_steps`, and
+its position (the images consumed) is saved in every checkpoint and restored on resume instead of skipping the
+batches of an epoch.
+
 Randomness inside a step (MAE masks, D4 augmentation) comes from a generator seeded by (seed, step, rank)
 (`lens_hf.seeds`), so a resumed run draws exactly what the uninterrupted run drew; dropout/drop-path use torch's global RNG, whose state
 `save_state`/`load_state` carry."""
@@ -17,7 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..seeds import seeded_generator
-from .checkpoint import TrainState, last_good_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoint import (TrainState, last_good_checkpoint, load_checkpoint, load_data_state, resolve_checkpoint,
+                         save_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 STEP_STREAM = "train-step"
+STREAM_STATE_KEY = "train_stream"  # the training stream's position in a checkpoint's data_state.json
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -99,9 +105,14 @@ def fit(
     """
     output_dir = Path(run_args.output_dir)
     state = TrainState()
+    # An endless stream (`data.StreamLoader`) resumes from the position its checkpoint stored, not by skipping
+    # batches of an epoch; it has no length and no epochs.
+    stream = getattr(train_dataloader, "is_stream", False)
     resume_path = resolve_checkpoint(output_dir, run_args.resume_from_checkpoint)
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path, scheduler, identity)
+        if stream:
+            train_dataloader.load_state_dict(load_data_state(resume_path, STREAM_STATE_KEY))
         logger.info("resumed from %s at step %d", resume_path, state.global_step)
     elif run_args.resume_from_checkpoint == "latest":
         logger.info("resume_from_checkpoint=latest: no checkpoint in %s yet, starting fresh", output_dir)
@@ -120,7 +131,7 @@ def fit(
     while state.global_step < total_steps:
         train_dataloader.set_epoch(state.epoch)
         batches = train_dataloader
-        if state.batches_in_epoch:
+        if state.batches_in_epoch and not stream:
             batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
         finished_epoch = True
         for batch in batches:
@@ -156,9 +167,11 @@ def fit(
             if evaluate_fn is not None and run_args.eval_steps and state.global_step % run_args.eval_steps == 0:
                 _evaluate(accelerator, model, evaluate_fn, state, log)
             if run_args.save_steps and state.global_step % run_args.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit, scheduler, identity)
+                data_state = {STREAM_STATE_KEY: train_dataloader.state_dict()} if stream else None
+                save_checkpoint(accelerator, output_dir, state, run_args.save_total_limit, scheduler, identity,
+                                data_state=data_state)
             if state.global_step >= total_steps:
-                finished_epoch = state.batches_in_epoch >= len(train_dataloader)
+                finished_epoch = not stream and state.batches_in_epoch >= len(train_dataloader)
                 break
         if finished_epoch:
             if evaluate_fn is not None and not run_args.eval_steps:

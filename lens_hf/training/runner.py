@@ -28,16 +28,20 @@ from .accelerator import build_accelerator, start_tracker
 from .adapters import adapter_settings, is_adapter_folder, is_adapter_model, save_adapter_folder
 from .arguments import arguments_to_dict
 from .data import (
+    SimulatedStream,
+    check_streaming,
     class_names,
     dataset_config_name,
     eval_dataloader,
     evaluation_split,
     image_shape,
+    load_streaming_dataset,
     load_task_dataset,
     make_processor,
     model_inputs,
     oversampled_indices,
     saved_processor,
+    stream_dataloader,
     train_dataloader,
 )
 from .evaluation import collect_outputs, recompute_batchnorm_statistics
@@ -78,6 +82,7 @@ def run_training(
     head_solver: Callable | None = None,
     oversample: bool = False,
     focal_gamma: float | None = None,
+    stream_args=None,
 ) -> dict:
     """Train `task`, evaluate, save and (optionally) push. Returns the final metrics by split.
 
@@ -101,6 +106,10 @@ def run_training(
             (`data.oversampled_indices`, the DeepLense "upsampling"); each copy is augmented anew in the loop.
         focal_gamma: train on the focal loss with this gamma (`LossContext.focal_gamma`) instead of cross-entropy;
             the `loss_weights_fn` weights, if any, are its alpha.
+        stream_args: `arguments.StreamingArguments`; with `streaming` the training images come from the
+            simulator as an endless stream (`data.StreamLoader`) and only the held-out splits and the head of the
+            stream (`--num_train` images) are prepared. They join the run's identity and record only when
+            streaming, so the runs of prepared data keep theirs.
     """
     task = get_task(task)
     if (oversample or focal_gamma is not None) and not task.has_classes:
@@ -113,8 +122,15 @@ def run_training(
         raise ValueError("the head solver fits a cross-entropy head on every training row once; oversample and "
                          "focal_gamma need the SGD loop (weight classes with loss_weights_fn instead)")
     recipe = recipe or task.default_recipe
-    argument_objects = [a for a in (data_args, model_args, run_args, extra_args) if a is not None]
+    streaming = bool(stream_args is not None and stream_args.streaming)
+    argument_objects = [a for a in (data_args, model_args, run_args, extra_args, stream_args if streaming else None)
+                        if a is not None]
     recipe_config = apply_recipe(recipe, *argument_objects)
+    if streaming:
+        if head_solver is not None or oversample or class_weights_fn is not None or loss_weights_fn is not None:
+            raise ValueError("--streaming trains with the SGD loop on unlabelled images; it takes no head solver, "
+                             "oversampling or class weights")
+        check_streaming(data_args, run_args, task)  # before anything is written (it also sets --num_train)
     accelerator = build_accelerator(run_args)
     output_dir = Path(run_args.output_dir)
     identity = run_identity(task.name, arguments_to_dict(*argument_objects))
@@ -123,8 +139,12 @@ def run_training(
     accelerator.wait_for_everyone()
     start_tracker(accelerator, run_args, arguments_to_dict(*argument_objects), project_name=task.name)
 
+    stream = None
     with accelerator.main_process_first():
-        dataset = load_task_dataset(data_args, task)
+        if streaming:
+            dataset, stream = load_streaming_dataset(data_args, task)
+        else:
+            dataset = load_task_dataset(data_args, task)
     channels, height, _ = image_shape(dataset, task.input_column)
     info = DataInfo(
         image_size=data_args.crop_size or height,
@@ -177,7 +197,7 @@ def run_training(
         model, eval_loaders = train_with_sgd(accelerator, model, task, info, dataset, views, processor, eval_loaders,
                                              eval_split, data_args, run_args, class_weights_fn, class_weights,
                                              run_record["derived"], identity, oversample=oversample,
-                                             focal_gamma=focal_gamma)
+                                             focal_gamma=focal_gamma, stream=stream)
     metrics, references, figures = evaluate_splits(accelerator, model, eval_loaders, task, run_args.seed,
                                                    info.class_names, output_dir / "plots", calibrate=True)
     accelerator.wait_for_everyone()
@@ -196,11 +216,12 @@ def run_training(
 
 def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, views: dict, processor, eval_loaders: dict,
                    eval_split: str, data_args, run_args, class_weights_fn, class_weights, derived: dict,
-                   identity: dict | None = None, oversample: bool = False, focal_gamma: float | None = None):
-    """The gradient loop on the task's loss: shuffled (class-weighted, or oversampled) batches, optimizer and
-    warmup-cosine schedule, evaluations during training, and the BatchNorm statistics recomputed on training images
-    before the model is saved. Records the learning rate, batch and step counts in `derived`; returns the prepared
-    model and eval loaders."""
+                   identity: dict | None = None, oversample: bool = False, focal_gamma: float | None = None,
+                   stream: SimulatedStream | None = None):
+    """The gradient loop on the task's loss: shuffled (class-weighted, or oversampled) batches, or the batches of
+    a training `stream`, optimizer and warmup-cosine schedule, evaluations during training, and the BatchNorm
+    statistics recomputed on training images before the model is saved. Records the learning rate, batch and step
+    counts in `derived`; returns the prepared model and eval loaders."""
     weights = labels = None
     if class_weights_fn is not None:
         labels = list(dataset["train"][task.target_column])
@@ -210,10 +231,15 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
         rows = oversampled_indices(dataset["train"][task.target_column], run_args.seed, len(info.class_names))
         train_view = model_inputs(dataset["train"].select(rows), processor, task)
         derived["oversampled_train_rows"] = len(rows)
-    train_loader = train_dataloader(
-        train_view, run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
-        class_weights=weights, labels=labels,
-    )
+    if stream is None:
+        train_loader = train_dataloader(
+            train_view, run_args.per_device_train_batch_size, run_args.seed, data_args.dataloader_num_workers,
+            class_weights=weights, labels=labels,
+        )
+    else:  # this rank's part of the stream, on its device; accelerate does not shard or move it
+        train_loader = stream_dataloader(stream, processor, task, run_args.per_device_train_batch_size,
+                                         run_args.seed, data_args.dataloader_num_workers, accelerator.process_index,
+                                         accelerator.num_processes, accelerator.device)
     statistics_loader = None
     has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if run_args.batchnorm_statistics_examples > 0 and has_batchnorm:
@@ -226,13 +252,21 @@ def train_with_sgd(accelerator, model, task: Task, info: DataInfo, dataset, view
                      else scaled_learning_rate(run_args.base_learning_rate, total_batch))  # 0 means 0
     optimizer = build_optimizer(model, run_args.optimizer, learning_rate, run_args.weight_decay, run_args.layer_decay,
                                 betas=(run_args.adam_beta1, run_args.adam_beta2))
-    total_steps = total_training_steps(run_args, len(train_loader) // accelerator.num_processes)
+    if stream is None:
+        total_steps = total_training_steps(run_args, len(train_loader) // accelerator.num_processes)
+    else:
+        total_steps = run_args.max_steps
+        derived["train_stream"] = {"config": stream.config, "seed": stream.seed, "images": total_steps * total_batch}
     warmup_steps = int(round((run_args.warmup_ratio or 0.0) * total_steps))
     scheduler = warmup_cosine_schedule(optimizer, warmup_steps, total_steps, run_args.min_lr_ratio)
     derived.update(learning_rate=learning_rate, total_batch_size=total_batch, total_steps=total_steps,
                    warmup_steps=warmup_steps)
 
-    model, optimizer, train_loader, *prepared = accelerator.prepare(model, optimizer, train_loader, *eval_loaders.values())
+    if stream is None:
+        model, optimizer, train_loader, *prepared = accelerator.prepare(model, optimizer, train_loader,
+                                                                        *eval_loaders.values())
+    else:
+        model, optimizer, *prepared = accelerator.prepare(model, optimizer, *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, prepared))
     if statistics_loader is not None:
         statistics_loader = accelerator.prepare(statistics_loader)
