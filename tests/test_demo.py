@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from helpers import run_script
 import lens_hf  # noqa: F401  (registers the Auto classes)
+from lens_hf.training.accelerator import native_bf16
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -55,6 +56,12 @@ def test_demo_smoke(tmp_path):
     assert {row["task"] for row in results["rows"]} == {
         "MAE pretraining", "linear probe", "finetuned classifier", "axion-mass regressor", "super-resolution"}
     assert {row["folder"] for row in results["rows"]} == set(RUNS)  # relative to --output_dir, no machine path
+    # --mixed_precision auto: bf16 for the trained stages exactly where the hardware computes it natively; the
+    # probe's L-BFGS head fits on fp32 features
+    expected = "bf16" if native_bf16() else "no"
+    for name in RUNS:
+        precision = json.loads((out / name / "run_config.json").read_text())["RunArguments"]["mixed_precision"]
+        assert precision == (None if name == "lens-mae-probe" else expected), (name, precision)
 
     # --resume after a finished demo: every stage is reused, none trained again, and the table is the same
     rerun = run_script("demo.py", "--smoke", "true", "--output_dir", out, "--threads", "1", "--resume", "true",

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from helpers import run_script, sample_data_arguments
 
 RUN = ["--model_preset", "tiny", "--per_device_train_batch_size", "8", "--disable_progress_bar", "true",
@@ -43,3 +44,19 @@ def test_torch_compile_trains_the_same_steps(data, tmp_path):
 
     model = LensMAEForPreTraining.from_pretrained(tmp_path / "compiled")  # saved without the compile wrapper
     assert not any(key.startswith("_orig_mod") for key in model.state_dict())
+
+
+def test_native_bf16_follows_the_cpu_instructions(monkeypatch):
+    from lens_hf.training.accelerator import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert native_bf16() is (avx512_bf16 or amx)
+
+
+def test_demo_refuses_an_unknown_precision(tmp_path):
+    result = run_script("demo.py", "--mixed_precision", "fp8", "--output_dir", tmp_path / "demo", check=False, timeout=120)
+    assert result.returncode == 2 and "--mixed_precision must be auto, no or bf16, got 'fp8'" in result.stderr
+    assert not (tmp_path / "demo").exists()
