@@ -34,7 +34,7 @@ app: $(STAMP)   # the app on http://127.0.0.1:7860 with the demo's runs; `make a
 space: $(STAMP)   # app/ as a Hugging Face Space: the lens-hf wheel beside app/app.py
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w app .
 
-bench: $(STAMP)
+bench: $(STAMP)   # the bench extra (caustics, lenstronomy) comes with the dev install
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -32,6 +32,9 @@ _MAX_REJECTION_ROUNDS = 200
 # Pixels are sorted a few images at a time (values per pass); PTRS's first round runs on slices
 # of this many pixels: its float64 operands then stay in the CPU cache.
 _SORT_CHUNK = 1 << 17
+_SIGN_SHIFT = torch.tensor(7, dtype=torch.int8)
+_KEY_SHIFT = torch.tensor(32 - _TABLE_UNIFORM_BITS, dtype=torch.int32)
+_HALF_ROW = torch.tensor(1 << (_TABLE_UNIFORM_BITS - 1), dtype=torch.int32)
 _POISSON_CHUNK = 1 << 15
 
 
@@ -71,7 +74,8 @@ def poisson(rate: torch.Tensor, keys: torch.Tensor, name: str) -> torch.Tensor:
         flat_rate = rate[rows].reshape(-1)
         looked_up = table.look_up(flat_rate, pixel_keys)
         counts[first * width : first * width + flat_rate.numel()] = looked_up
-        positions = torch.nonzero(looked_up < 0).squeeze(1)
+        # looked_up < 0, as the int8 sign (-1 or 0): a bool comparison costs ~7x this shift on a CPU
+        positions = torch.nonzero(torch.bitwise_right_shift(looked_up, _SIGN_SHIFT)).squeeze(1)
         pending.append((positions + first * width, flat_rate.index_select(0, positions),
                         pixel_keys.index_select(0, positions), looked_up.index_select(0, positions)))
     positions, lam, pixel_keys, looked_up = (torch.cat(part) for part in zip(*pending))
@@ -159,9 +163,8 @@ class _InversionTable:
         """(n,) table entries (int8) of rates (any float dtype) and 32-bit keys."""
         row = (rate * float(_TABLE_BINS_PER_UNIT)).ceil_().clamp_(max=self.beyond_row).to(torch.int32)
         # the top bits of u = key + 2^31: the arithmetic shift of the key, offset by half the bins
-        index = torch.bitwise_right_shift(pixel_keys, 32 - _TABLE_UNIFORM_BITS)
-        index += row.bitwise_left_shift_(_TABLE_UNIFORM_BITS).add_(1 << (_TABLE_UNIFORM_BITS - 1))
-        return self.counts.index_select(0, index)
+        index = torch.bitwise_right_shift(pixel_keys, _KEY_SHIFT).add_(row, alpha=1 << _TABLE_UNIFORM_BITS)
+        return self.counts.index_select(0, index.add_(_HALF_ROW))
 
     def resolve(self, lam: torch.Tensor, pixel_keys: torch.Tensor, looked_up: torch.Tensor) -> torch.Tensor:
         """Counts of undecided cells: binary search between the cell's lowest and highest count.
@@ -206,6 +209,7 @@ class _InversionTable:
 _inversion_tables = {}
 
 
+@torch.inference_mode(False)  # cached: ordinary tensors even when built under the engine's inference mode
 def _inversion_table(device) -> _InversionTable:
     key = str(torch.device(device))
     if key not in _inversion_tables:
@@ -225,6 +229,7 @@ _LOG_FACTORIAL_TABLE_SIZE = 4096
 _log_factorial_tables = {}
 
 
+@torch.inference_mode(False)
 def _log_factorial_table(device) -> torch.Tensor:
     key = str(torch.device(device))
     if key not in _log_factorial_tables:

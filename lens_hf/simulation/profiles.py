@@ -194,10 +194,18 @@ def sersic_coefficients(amplitude, r_sersic, n_sersic, e1, e2, center_x, center_
     sqrt_q = torch.sqrt(q)
     cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
     b_n = sersic_b_n(n_sersic)
-    return dict(
+    coefficients = dict(
         major_cos=cos_phi * sqrt_q, major_sin=sin_phi * sqrt_q, minor_cos=cos_phi / sqrt_q,
         minor_sin=-sin_phi / sqrt_q, r_sersic=r_sersic, inverse_n=1.0 / n_sersic, b_n=b_n,
         amplitude=amplitude, center_x=center_x, center_y=center_y)
+    # sersic_ellipse_from's prescaled form (default smoothing): the ellipse axes divided by the
+    # radius, so the per-pixel division by it is folded into these per-image numbers
+    scale = 1.0 / torch.clamp(r_sersic, min=SERSIC_SMOOTHING)
+    coefficients["prescaled"] = dict(
+        major_cos=coefficients["major_cos"] * scale, major_sin=coefficients["major_sin"] * scale,
+        minor_cos=coefficients["minor_cos"] * scale, minor_sin=coefficients["minor_sin"] * scale,
+        floor=SERSIC_SMOOTHING * scale)
+    return coefficients
 
 
 def sersic_ellipse(x, y, amplitude, r_sersic, n_sersic, e1, e2, center_x, center_y,
@@ -218,16 +226,26 @@ def sersic_ellipse_from(x, y, c: dict, smoothing: float = SERSIC_SMOOTHING,
 
     source_offset=(alpha_x, alpha_y): evaluate at (x - alpha_x, y - alpha_y), overwriting the
     deflections (the ray-traced source plane without another pair of temporaries).
+    With the default smoothing the prescaled coefficients are used: the same profile with one
+    pass fewer (the division by the radius), the same bytes when the radius is a power of two
+    (the published 0.25") and a last-bit rounding difference otherwise.
     """
     if source_offset is None:
         dx, dy = x - c["center_x"], y - c["center_y"]
     else:
         dx = torch.sub(x, source_offset[0], out=source_offset[0]).sub_(c["center_x"])
         dy = torch.sub(y, source_offset[1], out=source_offset[1]).sub_(c["center_y"])
-    x_ell = (dx * c["major_cos"]).addcmul_(dy, c["major_sin"])
-    y_ell = dy.mul_(c["minor_cos"]).addcmul_(dx, c["minor_sin"])
-    fraction = torch.mul(x_ell, x_ell, out=dx).addcmul_(y_ell, y_ell).sqrt_().clamp_(min=smoothing)
-    fraction.div_(torch.clamp(c["r_sersic"], min=smoothing))
+    if "prescaled" in c and smoothing == SERSIC_SMOOTHING:
+        # the ellipse axes already divided by max(R, smoothing): max(r / R', smoothing / R')
+        axes, floor, radius = c["prescaled"], c["prescaled"]["floor"], None
+    else:
+        axes, floor, radius = c, smoothing, torch.clamp(c["r_sersic"], min=smoothing)
+    x_ell = (dx * axes["major_cos"]).addcmul_(dy, axes["major_sin"])
+    y_ell = dy.mul_(axes["minor_cos"]).addcmul_(dx, axes["minor_sin"])
+    # fraction = max(r, smoothing) / max(R, smoothing)
+    fraction = torch.mul(x_ell, x_ell, out=dx).addcmul_(y_ell, y_ell).sqrt_().clamp_(min=floor)
+    if radius is not None:
+        fraction.div_(radius)
     outside = bool(fraction.max() > max_radius_fraction) if fraction.numel() else False
     mask = fraction > max_radius_fraction if outside else None
     if bool((c["inverse_n"] != 1).any()):

@@ -33,14 +33,25 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+_constants = {}
+
+
+def _constant(value: int, dtype: torch.dtype) -> torch.Tensor:
+    """A 0-dim CPU tensor of an integer constant (see _MIX32_CONSTANTS: cheaper than a Python number)."""
+    key = (value, dtype)
+    if key not in _constants:
+        _constants[key] = torch.tensor(value, dtype=dtype)
+    return _constants[key]
+
+
 def _logical_shift_right(values: torch.Tensor, shift: int, bits: int) -> torch.Tensor:
-    return (values >> shift) & ((1 << (bits - shift)) - 1)
+    return (values >> _constant(shift, values.dtype)) & _constant((1 << (bits - shift)) - 1, values.dtype)
 
 
 def _mix64(values: torch.Tensor) -> torch.Tensor:
     """splitmix64 finaliser on int64 tensors (wrap-around multiplication)."""
-    values = (values ^ _logical_shift_right(values, 30, 64)) * _signed(_MIX64_A, 64)
-    values = (values ^ _logical_shift_right(values, 27, 64)) * _signed(_MIX64_B, 64)
+    values = (values ^ _logical_shift_right(values, 30, 64)) * _constant(_signed(_MIX64_A, 64), torch.int64)
+    values = (values ^ _logical_shift_right(values, 27, 64)) * _constant(_signed(_MIX64_B, 64), torch.int64)
     return values ^ _logical_shift_right(values, 31, 64)
 
 
@@ -53,14 +64,24 @@ def mix32(values: torch.Tensor) -> torch.Tensor:
     return mix32_(values.clone())
 
 
+# mix32_'s constants as 0-dim int32 tensors: an op with a tensor operand skips wrapping a Python
+# number (about 1.3 us per op, the most of a small op's cost; 10-15% of a large one's). The
+# arithmetic is the same int32 wrap-around, so the bits are too; a 0-dim CPU tensor is a scalar
+# operand on any device.
+_MIX32_CONSTANTS = {name: torch.tensor(value, dtype=torch.int32) for name, value in (
+    ("16", 16), ("15", 15), ("0xFFFF", 0xFFFF), ("0x1FFFF", 0x1FFFF), ("A", _LOWBIAS_A_SIGNED),
+    ("B", _LOWBIAS_B_SIGNED))}
+
+
 def mix32_(values: torch.Tensor) -> torch.Tensor:
     """mix32 in place (returns values): one scratch tensor, so the working set stays in cache."""
-    scratch = torch.bitwise_right_shift(values, 16)
-    values ^= scratch.bitwise_and_(0xFFFF)
-    values *= _LOWBIAS_A_SIGNED
-    values ^= torch.bitwise_right_shift(values, 15, out=scratch).bitwise_and_(0x1FFFF)
-    values *= _LOWBIAS_B_SIGNED
-    values ^= torch.bitwise_right_shift(values, 16, out=scratch).bitwise_and_(0xFFFF)
+    c = _MIX32_CONSTANTS
+    scratch = torch.bitwise_right_shift(values, c["16"])
+    values ^= scratch.bitwise_and_(c["0xFFFF"])
+    values *= c["A"]
+    values ^= torch.bitwise_right_shift(values, c["15"], out=scratch).bitwise_and_(c["0x1FFFF"])
+    values *= c["B"]
+    values ^= torch.bitwise_right_shift(values, c["16"], out=scratch).bitwise_and_(c["0xFFFF"])
     return values
 
 
@@ -96,11 +117,11 @@ class StreamKeys:
     """The two 32-bit words that key one named stream of each image in a batch."""
 
     def __init__(self, keys: torch.Tensor, name: str):
-        mixed = _mix64(keys ^ _signed(stream_id(name) * _GOLDEN64, 64))
-        self.low = (mixed & _MASK32).to(torch.int64)
-        self.high = _logical_shift_right(mixed, 32, 64)
-        self.low = torch.where(self.low >= 2**31, self.low - 2**32, self.low).to(torch.int32)
-        self.high = torch.where(self.high >= 2**31, self.high - 2**32, self.high).to(torch.int32)
+        mixed = _mix64(keys ^ _constant(_signed(stream_id(name) * _GOLDEN64, 64), torch.int64))
+        # the two 32-bit halves as signed int32: the int64 -> int32 cast keeps the low 32 bits
+        # (two's complement), and the arithmetic shift sign-extends the high ones
+        self.low = mixed.to(torch.int32)
+        self.high = (mixed >> _constant(32, torch.int64)).to(torch.int32)
 
     def select(self, rows) -> "StreamKeys":
         """The keys of some images (rows: a slice or an index tensor)."""
@@ -131,12 +152,40 @@ def _uniform_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def uniform(keys: torch.Tensor, name: str, count: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(B, count) uniforms in (0, 1); float64 ones carry 53 random bits."""
     stream = StreamKeys(keys, name)
-    counters = torch.arange(count, dtype=torch.int32, device=keys.device)
     if dtype == torch.float64:
-        high = _logical_shift_right(stream.bits(2 * counters), 5, 32).to(torch.float64)
-        low = _logical_shift_right(stream.bits(2 * counters + 1), 6, 32).to(torch.float64)
+        # counters 2i and 2i + 1 hashed in one call: (B, count, 2) -> 27 + 26 bits
+        pairs = stream.bits(torch.arange(2 * count, dtype=torch.int32, device=keys.device)).view(-1, count, 2)
+        high = _logical_shift_right(pairs[..., 0], 5, 32).to(torch.float64)
+        low = _logical_shift_right(pairs[..., 1], 6, 32).to(torch.float64)
         return (high * 2.0**26 + low + 0.5) * 2.0**-53
-    return _uniform_from_bits(stream.bits(counters), dtype)
+    return _uniform_from_bits(stream.bits(torch.arange(count, dtype=torch.int32, device=keys.device)), dtype)
+
+
+def uniforms(keys: torch.Tensor, counts: dict) -> dict:
+    """{name: uniform(keys, name, count)} for several float64 streams, hashed together.
+
+    The same values as one uniform() call per name (every step is elementwise on the same
+    (key, name, counter) triples), with a few dozen ops in all instead of per name: parameter
+    sampling draws ~10 named streams of a few values each, where the ops' fixed cost dominates.
+    """
+    names = list(counts)
+    if not names:
+        return {}
+    ids = torch.tensor([_signed(stream_id(name) * _GOLDEN64, 64) for name in names], dtype=torch.int64,
+                       device=keys.device)
+    mixed = _mix64(keys[:, None] ^ ids)  # (B, S): StreamKeys of every name
+    low, high = mixed.to(torch.int32), (mixed >> _constant(32, torch.int64)).to(torch.int32)
+    # columns: for stream s its counters 0 .. 2 n_s - 1 (uniform()'s 2i and 2i + 1)
+    stream_of_column = torch.cat([torch.full((2 * counts[name],), s, dtype=torch.int64)
+                                  for s, name in enumerate(names)]).to(keys.device)
+    counters = torch.cat([torch.arange(2 * counts[name], dtype=torch.int32) for name in names]).to(keys.device)
+    hashed = mix32_(torch.add(low.index_select(1, stream_of_column), counters, alpha=_signed(_GOLDEN32, 32)))
+    pairs = mix32_(hashed.bitwise_xor_(high.index_select(1, stream_of_column)))
+    pairs = pairs.view(keys.shape[0], sum(counts.values()), 2)
+    top = _logical_shift_right(pairs[..., 0], 5, 32).to(torch.float64)
+    bottom = _logical_shift_right(pairs[..., 1], 6, 32).to(torch.float64)
+    values = (top * 2.0**26 + bottom + 0.5) * 2.0**-53
+    return dict(zip(names, values.split([counts[name] for name in names], dim=1)))
 
 
 # Work is cut into pieces of a few times 10^4 values on a CPU, so the operands of every

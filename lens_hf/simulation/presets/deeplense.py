@@ -178,6 +178,17 @@ class DeepLenseSimPreset(SimulationPreset):
         return constant(batch, self.exposure_time * self.num_exposures, device)
 
     # ------------------------------------------------------------------ sampling
+    def _drawn_streams(self, *names: str) -> dict:
+        """{stream: count} of the named uniform draws sample_parameters makes, for Draws.prefetch:
+        the substructure's, the exposure's and the given one-value streams."""
+        width = self.max_subhalos
+        counts = {name: 1 for name in names}
+        counts.update({"cdm_mass": width, "cdm_radius": width, "cdm_angle": width, "axion_log10_mass": 1,
+                       "vortex_angle": 1, "source_center": 2})
+        if self.exposure_time_log10_range is not None:
+            counts["exposure_time"] = 1
+        return counts
+
     def _substructure(self, draws: Draws, is_cdm: torch.Tensor, is_axion: torch.Tensor,
                       cdm_counts: torch.Tensor | None = None) -> dict:
         """Subhalo and vortex parameters; rows that have none get zeros (and NaN axion mass)."""
@@ -216,6 +227,7 @@ class DeepLenseSimPreset(SimulationPreset):
         """Metadata (float64, first dim B) of the images with these global indices."""
         batch, device = indices.shape[0], indices.device
         draws = Draws(seed, indices)
+        draws.prefetch(self._drawn_streams())
         labels = self.labels_for(indices)
         is_cdm = labels == self.class_names.index("cdm")
         is_axion = labels == self.class_names.index("axion")
@@ -370,6 +382,9 @@ class PretrainPreset(DeepLenseSimPreset):
     def sample_parameters(self, seed: int, indices: torch.Tensor) -> dict:
         batch, device = indices.shape[0], indices.device
         draws = Draws(seed, indices)
+        draws.prefetch(self._drawn_streams(
+            "lens_angle", "lens_q", "shear_strength", "shear_angle", "source_angle", "source_q", "source_r_sersic",
+            "source_n_sersic", "source_magnitude", "substructure_type", "cdm_count", "psf_fwhm", "einstein_radius"))
         lens_e1, lens_e2 = angle_axis_ratio_to_ellipticity(draws.uniform("lens_angle", 0.0, math.pi),
                                                            draws.uniform("lens_q", *self.lens_axis_ratio_range))
         shear = draws.uniform("shear_strength", *self.shear_range)

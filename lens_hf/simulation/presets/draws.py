@@ -13,9 +13,18 @@ class Draws:
 
     def __init__(self, seed: int, indices: torch.Tensor):
         self.keys = rng.image_keys(seed, indices)
+        self._prefetched = {}
+
+    def prefetch(self, counts: dict) -> None:
+        """Hash the named streams {name: count} together now (rng.uniforms: the same values,
+        far fewer ops); uniform() then reads them."""
+        self._prefetched.update(rng.uniforms(self.keys, counts))
 
     def uniform(self, name: str, low: float, high: float, count: int | None = None) -> torch.Tensor:
-        values = rng.uniform(self.keys, name, 1 if count is None else count)
+        width = 1 if count is None else count
+        values = self._prefetched.get(name)
+        if values is None or values.shape[1] != width:
+            values = rng.uniform(self.keys, name, width)
         values = low + (high - low) * values
         return values[:, 0] if count is None else values
 

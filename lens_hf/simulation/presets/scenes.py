@@ -83,6 +83,11 @@ class LensFindingPreset(SimulationPreset):
     def sample_parameters(self, seed: int, indices: torch.Tensor) -> dict:
         batch, device = indices.shape[0], indices.device
         draws = Draws(seed, indices)
+        draws.prefetch({name: 1 for name in (
+            "einstein_radius", "lens_angle", "lens_q", "lens_light_angle_offset", "lens_light_q_offset", "shear_strength",
+            "shear_angle", "source_angle", "source_q", "companion_radius", "companion_angle", "source_r_sersic",
+            "source_n_sersic", "lens_light_r_sersic", "lens_light_n_sersic", "source_magnitude",
+            "lens_light_magnitude")} | {"source_offset": 2})
         labels = self.labels_for(indices)
         is_lens = labels == self.class_names.index("lens")
         theta_e = draws.uniform("einstein_radius", *self.einstein_radius_range)
