@@ -37,7 +37,17 @@ def run(main: Callable, argv: list[str] | None = None, command: str | None = Non
             raise
         print(f"{command}: error: {one_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    finally:
+        close_process_group()
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def close_process_group() -> None:
+    """Destroy this rank's torch.distributed process group, as torch asks of every rank before it exits: left to
+    the interpreter's shutdown, a gloo group is torn down in its destructor, after the other rank may be gone."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def _run(name: str) -> None:

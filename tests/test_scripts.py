@@ -301,3 +301,22 @@ def test_resnet18_baseline_from_scratch(data, tmp_path):
     assert config["architectures"] == ["ResNetForImageClassification"] and config["num_channels"] == 1
     assert config["depths"] == [2, 2, 2, 2] and config["layer_type"] == "basic"
     assert "accuracy" in json.loads((out / "metrics.json").read_text())["summary"]["test"]
+
+
+def test_the_console_runner_destroys_the_process_group(monkeypatch):
+    """Every rank leaves through `console.run`, which tears its process group down before the interpreter does."""
+    import torch.distributed as dist
+    from helpers import free_port
+
+    from lens_hf.scripts.console import run
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            run(lambda argv: {"test": {}}, [], command="lens-hf-test")
+        assert exited.value.code == 0 and not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
