@@ -40,31 +40,30 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+def _check_scene_lines(lines, pattern, scenes, target: float) -> dict:
+    """Every scene has its line: positive rates and ratio, the issue's target, the verdict that the ratio implies."""
+    found = {match.group(1): match for match in map(pattern.match, lines) if match}
+    assert set(found) == {scene[0] for scene in scenes}, lines
+    for label, match in found.items():
+        ours, theirs, ratio, printed_target = (_number(match.group(i)) for i in range(2, 6))
+        assert ours > 0 and theirs > 0 and ratio > 0, label
+        assert printed_target == target, label
+        assert match.group(6) == ("ok" if ratio >= target else "below target"), label
+    return found
+
+
 def test_every_lenstronomy_scene_prints_a_positive_ratio_and_a_verdict(bench_lines):
     if not _installed("lenstronomy"):
         pytest.skip("lenstronomy is not installed")
-    matches = [LENSTRONOMY_LINE.match(line) for line in bench_lines]
-    found = {match.group(1): match for match in matches if match}
-    assert set(found) == {scene[0] for scene in bench_simulation.SCENES}, bench_lines
-    for label, match in found.items():
-        ours, theirs, ratio, target = (_number(match.group(i)) for i in range(2, 6))
-        assert ours > 0 and theirs > 0 and ratio > 0, label
-        assert target == 10.0, label
-        assert match.group(6) == ("ok" if ratio >= target else "below target"), label
+    _check_scene_lines(bench_lines, LENSTRONOMY_LINE, bench_simulation.SCENES, target=10.0)
 
 
 def test_every_caustics_scene_prints_a_ratio_and_renders_the_same_images(bench_lines):
     if not _installed("caustics"):
         assert any(line.startswith("simulation vs caustics: caustics is not installed") for line in bench_lines)
         pytest.skip("caustics is not installed (pip install -e .[bench])")
-    matches = [CAUSTICS_LINE.match(line) for line in bench_lines]
-    found = {match.group(1): match for match in matches if match}
-    assert set(found) == {scene[0] for scene in bench_simulation.CAUSTICS_SCENES}, bench_lines
+    found = _check_scene_lines(bench_lines, CAUSTICS_LINE, bench_simulation.CAUSTICS_SCENES, target=3.0)
     for label, match in found.items():
-        ours, theirs, ratio, target = (_number(match.group(i)) for i in range(2, 6))
-        assert ours > 0 and theirs > 0 and ratio > 0, label
-        assert target == 3.0, label
-        assert match.group(6) == ("ok" if ratio >= target else "below target"), label
         assert float(match.group(7)) <= 1e-6 and match.group(8) == "equal", label
 
 

@@ -144,3 +144,13 @@ def test_poisson_means_above_the_table_use_ptrs_with_their_own_uniforms():
     counts = poisson.poisson(rates, keys, "s")
     beyond = poisson._ptrs_sampler(rates[:, 32:].reshape(-1).double(), pixel_keys[:, 32:].reshape(-1))
     assert torch.equal(counts[:, 32:].reshape(-1).double(), beyond)
+
+
+def test_uniforms_of_several_streams_equal_one_uniform_call_per_stream():
+    """rng.uniforms hashes named streams together (parameter sampling's prefetch): the same bits as uniform()."""
+    keys = rng.image_keys(7, torch.arange(5, dtype=torch.int64))
+    counts = {"lens_angle": 1, "cdm_mass": 25, "source_center": 2}
+    together = rng.uniforms(keys, counts)
+    assert list(together) == list(counts)
+    for name, count in counts.items():
+        assert torch.equal(together[name], rng.uniform(keys, name, count)), name

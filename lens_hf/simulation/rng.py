@@ -149,15 +149,20 @@ def _uniform_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return bits.bitwise_right_shift(8).bitwise_and_(0xFFFFFF).to(dtype).add_(0.5).mul_(2.0**-24)
 
 
+def _float64_from_pairs(pairs: torch.Tensor) -> torch.Tensor:
+    """(..., 2) hashed 32-bit words -> (...) float64 uniforms in (0, 1) with 27 + 26 = 53 random bits."""
+    high = _logical_shift_right(pairs[..., 0], 5, 32).to(torch.float64)
+    low = _logical_shift_right(pairs[..., 1], 6, 32).to(torch.float64)
+    return (high * 2.0**26 + low + 0.5) * 2.0**-53
+
+
 def uniform(keys: torch.Tensor, name: str, count: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(B, count) uniforms in (0, 1); float64 ones carry 53 random bits."""
     stream = StreamKeys(keys, name)
     if dtype == torch.float64:
         # counters 2i and 2i + 1 hashed in one call: (B, count, 2) -> 27 + 26 bits
         pairs = stream.bits(torch.arange(2 * count, dtype=torch.int32, device=keys.device)).view(-1, count, 2)
-        high = _logical_shift_right(pairs[..., 0], 5, 32).to(torch.float64)
-        low = _logical_shift_right(pairs[..., 1], 6, 32).to(torch.float64)
-        return (high * 2.0**26 + low + 0.5) * 2.0**-53
+        return _float64_from_pairs(pairs)
     return _uniform_from_bits(stream.bits(torch.arange(count, dtype=torch.int32, device=keys.device)), dtype)
 
 
@@ -181,10 +186,7 @@ def uniforms(keys: torch.Tensor, counts: dict) -> dict:
     counters = torch.cat([torch.arange(2 * counts[name], dtype=torch.int32) for name in names]).to(keys.device)
     hashed = mix32_(torch.add(low.index_select(1, stream_of_column), counters, alpha=_signed(_GOLDEN32, 32)))
     pairs = mix32_(hashed.bitwise_xor_(high.index_select(1, stream_of_column)))
-    pairs = pairs.view(keys.shape[0], sum(counts.values()), 2)
-    top = _logical_shift_right(pairs[..., 0], 5, 32).to(torch.float64)
-    bottom = _logical_shift_right(pairs[..., 1], 6, 32).to(torch.float64)
-    values = (top * 2.0**26 + bottom + 0.5) * 2.0**-53
+    values = _float64_from_pairs(pairs.view(keys.shape[0], sum(counts.values()), 2))
     return dict(zip(names, values.split([counts[name] for name in names], dim=1)))
 
 
